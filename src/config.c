@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: ISC */
+/* Configuration: one declarative key table, a key = value file, environment overrides. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hookd/config.h"
+#include "hookd/log.h"
+
+#define KEY(name, type, min, max, def, reload, env, help)                                  \
+	{ #name, type, offsetof(struct config, name), min, max, def, reload, env, help }
+#define MS(x) ((int64_t)(x))
+#define SEC(x) ((int64_t)(x) * 1000)
+#define KIB(x) ((int64_t)(x) * 1024)
+#define MIB(x) ((int64_t)(x) * 1024 * 1024)
+
+static const struct config_key keys[] = {
+	KEY(listen, CONFIG_STRING, 0, 0, "127.0.0.1:8080", 0, NULL,
+	    "Addresses to serve HTTP on, comma separated (host:port, [v6]:port)."),
+	KEY(database_url, CONFIG_STRING, 0, 0, "", 0, "DATABASE_URL",
+	    "libpq connection string or URL; empty means the private cluster under ./var."),
+	KEY(db_pool_size, CONFIG_INT, 1, 64, "4", 0, NULL,
+	    "Connections in the query pool (the LISTEN connection is extra)."),
+	KEY(db_connect_timeout, CONFIG_DURATION, MS(100), SEC(120), "5s", 1, NULL,
+	    "How long one connection attempt may take, name resolution included."),
+	KEY(db_reconnect_min, CONFIG_DURATION, MS(10), SEC(60), "100ms", 1, NULL,
+	    "First delay before reconnecting after a failure; doubles up to db_reconnect_max."),
+	KEY(db_reconnect_max, CONFIG_DURATION, MS(10), SEC(600), "2s", 1, NULL,
+	    "Longest delay between reconnection attempts (jitter of +-20% is added)."),
+	KEY(db_pipeline_depth, CONFIG_INT, 1, 4096, "64", 1, NULL,
+	    "Statement groups one connection may have in flight in pipeline mode."),
+	KEY(db_statement_timeout, CONFIG_DURATION, 0, SEC(3600), "30s", 0, NULL,
+	    "Server-side statement_timeout for pool connections (0 disables)."),
+	KEY(db_queue_timeout, CONFIG_DURATION, MS(10), SEC(600), "5s", 1, NULL,
+	    "How long a query may wait for a connection before it fails."),
+	KEY(auto_migrate, CONFIG_BOOL, 0, 1, "on", 0, NULL,
+	    "Apply pending schema migrations when a connection is first made."),
+	KEY(http_max_body_size, CONFIG_SIZE, KIB(1), MIB(256), "1MiB", 1, NULL,
+	    "Largest request body; larger ones get 413 with a JSON error."),
+	KEY(http_max_header_size, CONFIG_SIZE, KIB(1), MIB(1), "32KiB", 1, NULL,
+	    "Largest request line plus headers."),
+	KEY(http_timeout, CONFIG_DURATION, MS(100), SEC(3600), "30s", 1, NULL,
+	    "Read and write timeout on client connections; idle keep-alive connections close after it."),
+	KEY(http_max_connections, CONFIG_INT, 1, 1000000, "10000", 1, NULL,
+	    "Client connections held at once; past it hookd stops accepting until one closes."),
+	KEY(shutdown_timeout, CONFIG_DURATION, 0, SEC(3600), "30s", 1, NULL,
+	    "On SIGTERM, how long in-flight requests and queries may take before hookd exits anyway."),
+	KEY(log_level, CONFIG_LOGLEVEL, 0, 3, "info", 1, NULL,
+	    "error, warn, info or debug."),
+	KEY(master_key_file, CONFIG_STRING, 0, 0, "var/master.key", 0, NULL,
+	    "File holding the 32-byte key that seals secrets at rest (made on first run); "
+	    "HOOKD_MASTER_KEY (base64) takes precedence."),
+};
+
+const struct config_key *
+config_keys(size_t *n)
+{
+	*n = ARRAY_SIZE(keys);
+	return keys;
+}
+
+static const struct config_key *
+find_key(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	}
+	return NULL;
+}
+
+static void
+set_error(char **err, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+static void
+set_error(char **err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return;
+	free(*err);
+	va_start(ap, fmt);
+	if (vasprintf(err, fmt, ap) < 0)
+		*err = NULL;
+	va_end(ap);
+}
+
+int
+config_parse_bool(const char *s, int64_t *out)
+{
+	static const char *const yes[] = { "on", "true", "yes", "1" };
+	static const char *const no[] = { "off", "false", "no", "0" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* A non-negative number followed by a unit from the table; returns 0 or -1. */
+static int
+parse_with_unit(const char *s, const char *const *units, const int64_t *mult, size_t nunits,
+    int64_t bare, int64_t *out)
+{
+	char *end;
+	double v;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	if (*end == '\0') {
+		v *= (double)bare;
+	} else {
+		size_t i;
+
+		for (i = 0; i < nunits; i++) {
+			if (strcasecmp(end, units[i]) == 0)
+				break;
+		}
+		if (i == nunits)
+			return -1;
+		v *= (double)mult[i];
+	}
+	if (v > 9.0e18)
+		return -1;
+	*out = (int64_t)v;
+	return 0;
+}
+
+int
+config_parse_duration(const char *s, int64_t *ms)
+{
+	static const char *const units[] = { "ms", "s", "sec", "m", "min", "h" };
+	static const int64_t mult[] = { 1, 1000, 1000, 60000, 60000, 3600000 };
+
+	return parse_with_unit(s, units, mult, ARRAY_SIZE(units), 1000, ms);
+}
+
+int
+config_parse_size(const char *s, int64_t *bytes)
+{
+	static const char *const units[] = { "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb",
+		"gib" };
+	static const int64_t mult[] = { 1, KIB(1), KIB(1), KIB(1), MIB(1), MIB(1), MIB(1),
+		MIB(1024), MIB(1024), MIB(1024) };
+
+	return parse_with_unit(s, units, mult, ARRAY_SIZE(units), 1, bytes);
+}
+
+int
+config_set(struct config *cfg, const char *name, const char *value, char **err)
+{
+	const struct config_key *k = find_key(name);
+	char *base = (char *)cfg;
+	int64_t v = 0;
+	int rc = 0;
+
+	if (k == NULL) {
+		set_error(err, "unknown key \"%s\"", name);
+		return -1;
+	}
+	switch (k->type) {
+	case CONFIG_STRING: {
+		char **slot = (char **)(void *)(base + k->offset);
+
+		free(*slot);
+		*slot = xstrdup(value);
+		return 0;
+	}
+	case CONFIG_INT:
+		rc = parse_int64(value, INT64_MIN, INT64_MAX, &v);
+		break;
+	case CONFIG_BOOL:
+		rc = config_parse_bool(value, &v);
+		break;
+	case CONFIG_DURATION:
+		rc = config_parse_duration(value, &v);
+		break;
+	case CONFIG_SIZE:
+		rc = config_parse_size(value, &v);
+		break;
+	case CONFIG_LOGLEVEL: {
+		enum log_level lv;
+
+		rc = log_parse_level(value, &lv);
+		v = lv;
+		break;
+	}
+	}
+	if (rc != 0) {
+		set_error(err, "%s: cannot parse \"%s\"", name, value);
+		return -1;
+	}
+	if (k->type != CONFIG_BOOL && k->type != CONFIG_LOGLEVEL && (v < k->min || v > k->max)) {
+		set_error(err, "%s: %s is out of range [%lld, %lld]", name, value,
+		    (long long)k->min, (long long)k->max);
+		return -1;
+	}
+	*(int64_t *)(void *)(base + k->offset) = v;
+	return 0;
+}
+
+void
+config_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		char *err = NULL;
+
+		if (config_set(cfg, keys[i].name, keys[i].def, &err) != 0) {
+			/* A bad default is a programming error. */
+			log_error("config default: %s", err);
+			abort();
+		}
+	}
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int
+config_apply_text(struct config *cfg, const char *text, const char *origin, char **err)
+{
+	char *copy = xstrdup(text), *line = copy, *next;
+	int lineno = 0, rc = 0;
+
+	for (; line != NULL; line = next) {
+		char *eq, *key, *value, *inner = NULL;
+
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		lineno++;
+		line = trim(line);
+		if (*line == '\0' || *line == '#' || *line == ';')
+			continue;
+		eq = strchr(line, '=');
+		if (eq == NULL) {
+			set_error(err, "%s:%d: expected key = value", origin, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		key = trim(line);
+		value = trim(eq + 1);
+		if (*value == '"') {
+			size_t n = strlen(value);
+
+			if (n < 2 || value[n - 1] != '"') {
+				set_error(err, "%s:%d: unterminated quote", origin, lineno);
+				rc = -1;
+				break;
+			}
+			value[n - 1] = '\0';
+			value++;
+		} else {
+			char *hash = strstr(value, " #");
+
+			if (hash != NULL)
+				*hash = '\0';
+			value = trim(value);
+		}
+		if (config_set(cfg, key, value, &inner) != 0) {
+			set_error(err, "%s:%d: %s", origin, lineno, inner ? inner : "invalid");
+			free(inner);
+			rc = -1;
+			break;
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+int
+config_apply_env(struct config *cfg, char **err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		char envname[128];
+		const char *v;
+		size_t j;
+
+		if (keys[i].env != NULL && (v = getenv(keys[i].env)) != NULL && *v != '\0') {
+			if (config_set(cfg, keys[i].name, v, err) != 0)
+				return -1;
+		}
+		snprintf(envname, sizeof(envname), "HOOKD_%s", keys[i].name);
+		for (j = 6; envname[j] != '\0'; j++)
+			envname[j] = (char)toupper((unsigned char)envname[j]);
+		if ((v = getenv(envname)) != NULL) {
+			if (config_set(cfg, keys[i].name, v, err) != 0) {
+				char *inner = *err;
+
+				*err = NULL;
+				set_error(err, "%s: %s", envname, inner ? inner : "invalid");
+				free(inner);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+int
+config_validate(const struct config *cfg, char **err)
+{
+	if (cfg->db_reconnect_min > cfg->db_reconnect_max) {
+		set_error(err, "db_reconnect_min must not exceed db_reconnect_max");
+		return -1;
+	}
+	if (*cfg->listen == '\0') {
+		set_error(err, "listen must name at least one address");
+		return -1;
+	}
+	return 0;
+}
+
+static char *
+read_file(const char *path, char **err)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	if (f == NULL) {
+		set_error(err, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		size_t n;
+
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 8192;
+			if (cap > 16u << 20) {
+				set_error(err, "%s: file too large", path);
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = xrealloc(buf, cap);
+		}
+		n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		set_error(err, "%s: read error", path);
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	return buf;
+}
+
+int
+config_load(struct config *cfg, const char *path, char **err)
+{
+	config_defaults(cfg);
+	if (path != NULL) {
+		char *text = read_file(path, err);
+		int rc;
+
+		if (text == NULL)
+			goto fail;
+		rc = config_apply_text(cfg, text, path, err);
+		free(text);
+		if (rc != 0)
+			goto fail;
+	}
+	if (config_apply_env(cfg, err) != 0 || config_validate(cfg, err) != 0)
+		goto fail;
+	return 0;
+fail:
+	config_free(cfg);
+	return -1;
+}
+
+void
+config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		if (keys[i].type == CONFIG_STRING) {
+			char **slot = (char **)(void *)((char *)cfg + keys[i].offset);
+
+			free(*slot);
+			*slot = NULL;
+		}
+	}
+}
+
+char *
+config_diff_fixed(const struct config *old, const struct config *new)
+{
+	char *out = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		const char *a = (const char *)old + keys[i].offset;
+		const char *b = (const char *)new + keys[i].offset;
+		int same;
+
+		if (keys[i].reloadable)
+			continue;
+		if (keys[i].type == CONFIG_STRING)
+			same = strcmp(*(char *const *)(const void *)a, *(char *const *)(const void *)b) == 0;
+		else
+			same = *(const int64_t *)(const void *)a == *(const int64_t *)(const void *)b;
+		if (!same) {
+			char *next = out ? xasprintf("%s, %s", out, keys[i].name) : xstrdup(keys[i].name);
+
+			free(out);
+			out = next;
+		}
+	}
+	return out;
+}
+
+char *
+config_database_url(const struct config *cfg)
+{
+	char cwd[4096];
+
+	if (*cfg->database_url != '\0')
+		return xstrdup(cfg->database_url);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return xstrdup("dbname=hookd user=hookd");
+	return xasprintf("host=%s/var/run dbname=hookd user=hookd", cwd);
+}
