@@ -443,6 +443,26 @@ config_diff_fixed(const struct config *old, const struct config *new)
 	return out;
 }
 
+void
+config_keep_fixed(struct config *dst, const struct config *src)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		char *d = (char *)dst + keys[i].offset;
+		const char *s = (const char *)src + keys[i].offset;
+
+		if (keys[i].reloadable)
+			continue;
+		if (keys[i].type == CONFIG_STRING) {
+			char **slot = (char **)(void *)d;
+
+			free(*slot);
+			*slot = xstrdup(*(char *const *)(const void *)s);
+		} else {
+			*(int64_t *)(void *)d = *(const int64_t *)(const void *)s;
+		}
+	}
+}
+
 char *
 config_database_url(const struct config *cfg)
 {

@@ -70,6 +70,8 @@ int config_load(struct config *cfg, const char *path, char **err) WUR;
 void config_free(struct config *cfg);
 /* Names of non-reloadable keys whose value differs, comma separated, or NULL (malloc'd). */
 char *config_diff_fixed(const struct config *old, const struct config *new);
+/* Copy every non-reloadable value of src into dst (a reload keeps what needs a restart). */
+void config_keep_fixed(struct config *dst, const struct config *src);
 /* The database URL to use: database_url, or the private cluster under ./var. */
 char *config_database_url(const struct config *cfg);
 

@@ -12,6 +12,7 @@
 
 #include "hookd/config.h"
 #include "hookd/json.h"
+#include "hookd/keys.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
 #include "hookd/router.h"
@@ -334,7 +335,12 @@ START_TEST(test_json_parse_errors)
 		ck_assert_msg(o == NULL, "accepted %s", bad[i]);
 		ck_assert_msg(err[0] != '\0', "no reason for %s", bad[i]);
 	}
-	ck_assert_ptr_nonnull(json_parse(" [1] \n", 6, err, sizeof(err)));
+	{
+		struct json_object *ok = json_parse(" [1] \n", 6, err, sizeof(err));
+
+		ck_assert_ptr_nonnull(ok);
+		json_object_put(ok);
+	}
 }
 END_TEST
 
@@ -442,6 +448,37 @@ START_TEST(test_uuid)
 }
 END_TEST
 
+/* --- admin keys ------------------------------------------------------------------------ */
+
+START_TEST(test_keys_hash)
+{
+	char hash[KEYS_HASH_LEN + 1], key[KEYS_LEN + 1], key2[KEYS_LEN + 1], prefix[KEYS_PREFIX_LEN + 1];
+
+	/* Reference: Python hashlib.blake2b(key, digest_size=32).hexdigest(). */
+	keys_hash("hk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", hash);
+	ck_assert_str_eq(hash, "d9c404051e034fd841a171223a9e65211d70e37623ad2d821cd0533dd661c786");
+	keys_hash("", hash);
+	ck_assert_str_eq(hash, "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
+
+	keys_generate(key);
+	keys_generate(key2);
+	ck_assert_uint_eq(strlen(key), KEYS_LEN);
+	ck_assert_str_ne(key, key2);
+	ck_assert(keys_plausible(key));
+	keys_prefix(key, prefix);
+	ck_assert_uint_eq(strlen(prefix), KEYS_PREFIX_LEN);
+	ck_assert_int_eq(strncmp(prefix, key, KEYS_PREFIX_LEN), 0);
+
+	ck_assert(!keys_plausible("hk_short"));
+	ck_assert(!keys_plausible("xx_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+	ck_assert(!keys_plausible("hk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+	ck_assert(keys_valid_name("ci-deploy.bot@prod"));
+	ck_assert(!keys_valid_name(""));
+	ck_assert(!keys_valid_name("-leading"));
+	ck_assert(!keys_valid_name("has space"));
+}
+END_TEST
+
 static Suite *
 core_suite(void)
 {
@@ -464,6 +501,7 @@ core_suite(void)
 	tcase_add_test(tc, test_metrics_render);
 	tcase_add_test(tc, test_encodings);
 	tcase_add_test(tc, test_uuid);
+	tcase_add_test(tc, test_keys_hash);
 	suite_add_tcase(s, tc);
 	return s;
 }

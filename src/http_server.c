@@ -1,0 +1,800 @@
+/* SPDX-License-Identifier: ISC */
+/* HTTP server on evhttp: listeners, limits, routing, request ids, JSON replies, access log. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <sodium.h>
+
+#include "hookd/http_server.h"
+#include "hookd/json.h"
+#include "hookd/log.h"
+#include "hookd/metrics.h"
+#include "hookd/router.h"
+
+#define MAX_LISTENERS 16
+
+/*
+ * evhttp refuses bodies above its own cap with an HTML page we cannot replace
+ * (libevent 2.1 has no error callback), so its cap sits well above ours: bodies
+ * between the two are read and refused here with a JSON 413.
+ */
+#define EVHTTP_CAP_FACTOR 4
+
+struct route_entry {
+	http_handler fn;
+	void *arg;
+};
+
+struct http_server {
+	struct event_base *base;
+	struct evhttp *http;
+	struct router *router;
+	struct route_entry **entries;
+	int nentries;
+	struct evhttp_bound_socket *bound[MAX_LISTENERS];
+	int nbound;
+	struct http_limits lim;
+	int (*auth)(const char *token, void *arg);
+	void *auth_arg;
+	struct http_conn *conns; /* open client connections */
+	int nconns;
+	struct bufferevent **fresh; /* accepted this loop pass, not yet adopted */
+	int nfresh, freshcap;
+	struct event *ev_adopt;
+	int inflight;     /* requests dispatched, not yet replied */
+	int paused;       /* listeners disabled at max_connections */
+	int draining;     /* SIGTERM: no new connections, replies close */
+};
+
+struct http_req {
+	struct http_server *server;
+	struct evhttp_request *ev;
+	struct route_match match;
+	int matched;
+	const char *method;
+	char *path;
+	char *query_raw;
+	struct evkeyvalq *query;
+	char id[40];
+	uint64_t start_us;
+	void *data;
+};
+
+/* One per client connection, freed by evhttp's close callback. */
+struct http_conn {
+	struct http_server *server; /* NULL once the server is gone */
+	struct evhttp_connection *evcon;
+	struct http_conn *prev, *next;
+};
+
+static struct metric *m_requests, *m_duration, *m_conns, *m_inflight;
+
+static void
+metrics_init(void)
+{
+	if (m_requests != NULL)
+		return;
+	m_requests = metric_counter("hookd_http_requests_total", "HTTP requests answered.",
+	    "route,method,status");
+	m_duration = metric_histogram("hookd_http_request_duration_seconds",
+	    "Time from request dispatch to reply.", "route", metrics_latency_buckets,
+	    metrics_latency_nbuckets);
+	m_conns = metric_gauge("hookd_http_connections", "Open client connections.", NULL);
+	m_inflight = metric_gauge("hookd_http_inflight", "Requests being handled.", NULL);
+}
+
+static void
+collect_cb(void *arg)
+{
+	struct http_server *s = arg;
+
+	metric_set(m_conns, s->nconns);
+	metric_set(m_inflight, s->inflight);
+}
+
+static const char *
+method_name(enum evhttp_cmd_type t)
+{
+	switch (t) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE: return "TRACE";
+	case EVHTTP_REQ_CONNECT: return "CONNECT";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	}
+	return "UNKNOWN";
+}
+
+static const char *
+status_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	}
+	return NULL;
+}
+
+/* --- connections -------------------------------------------------------------------- */
+
+static void
+listeners_set_paused(struct http_server *s, int paused)
+{
+	if (s->paused == paused || s->draining)
+		return;
+	s->paused = paused;
+	for (int i = 0; i < s->nbound; i++) {
+		struct evconnlistener *l = evhttp_bound_socket_get_listener(s->bound[i]);
+
+		if (paused)
+			evconnlistener_disable(l);
+		else
+			evconnlistener_enable(l);
+	}
+	if (paused)
+		log_warn("http: %d connections open (http_max_connections); not accepting until one closes",
+		    s->nconns);
+}
+
+static void
+conn_unlink(struct http_server *s, struct http_conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+}
+
+static void
+conn_closed(struct http_server *s)
+{
+	s->nconns--;
+	if (s->paused && s->nconns < s->lim.max_connections)
+		listeners_set_paused(s, 0);
+}
+
+static void
+conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct http_conn *c = arg;
+	struct http_server *s = c->server;
+
+	if (s != NULL) {
+		conn_unlink(s, c);
+		conn_closed(s);
+	}
+	free(c);
+}
+
+/*
+ * Adopt the connections accepted in this loop pass. libevent 2.1 has no callback for
+ * "a connection was accepted" or "freed", only evhttp's close callback, which needs
+ * the evhttp_connection. evhttp makes the connection right after asking bev_cb for
+ * its bufferevent and registers itself as that bufferevent's callback argument, so
+ * the connection is found there. This runs before the loop polls again, so before
+ * any event on the new socket; the reference taken in bev_cb keeps the bufferevent
+ * readable even if evhttp gave up on the connection meanwhile (its callbacks are
+ * then cleared).
+ */
+static void
+adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+
+	for (int i = 0; i < s->nfresh; i++) {
+		struct bufferevent *bev = s->fresh[i];
+		void *cbarg = NULL;
+		struct evhttp_connection *evcon;
+
+		bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
+		evcon = cbarg;
+		if (evcon != NULL && evhttp_connection_get_bufferevent(evcon) == bev) {
+			struct http_conn *c = xcalloc(1, sizeof(*c));
+
+			c->server = s;
+			c->evcon = evcon;
+			c->next = s->conns;
+			if (s->conns != NULL)
+				s->conns->prev = c;
+			s->conns = c;
+			evhttp_connection_set_closecb(evcon, conn_close_cb, c);
+		} else {
+			conn_closed(s);
+		}
+		bufferevent_decref(bev);
+	}
+	s->nfresh = 0;
+}
+
+/* evhttp asks for each accepted connection's bufferevent: count it, adopt it soon. */
+static struct bufferevent *
+bev_cb(struct event_base *base, void *arg)
+{
+	struct http_server *s = arg;
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	if (s->nfresh == s->freshcap) {
+		s->freshcap = s->freshcap ? s->freshcap * 2 : 64;
+		s->fresh = xrealloc(s->fresh, (size_t)s->freshcap * sizeof(*s->fresh));
+	}
+	bufferevent_incref(bev);
+	s->fresh[s->nfresh++] = bev;
+	event_active(s->ev_adopt, EV_TIMEOUT, 0);
+	s->nconns++;
+	if (s->nconns >= s->lim.max_connections)
+		listeners_set_paused(s, 1);
+	return bev;
+}
+
+/* --- requests ----------------------------------------------------------------------- */
+
+static int
+valid_request_id(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		char c = s[n];
+
+		if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		                    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+			return 0;
+	}
+	return n > 0;
+}
+
+static void
+req_free(struct http_req *r)
+{
+	if (r->matched)
+		route_match_clear(&r->match);
+	if (r->query != NULL) {
+		evhttp_clear_headers(r->query);
+		free(r->query);
+	}
+	free(r->path);
+	free(r->query_raw);
+	free(r);
+}
+
+static void
+send_reply(struct http_req *r, int status, struct evbuffer *body)
+{
+	struct http_server *s = r->server;
+	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
+	size_t bytes = body ? evbuffer_get_length(body) : 0;
+	double secs = (double)(now_mono_us() - r->start_us) / 1e6;
+	const char *route = r->matched ? r->match.pattern : "unmatched";
+	char status_text[8];
+
+	evhttp_add_header(out, "X-Request-Id", r->id);
+	if (s->draining)
+		evhttp_add_header(out, "Connection", "close");
+	evhttp_send_reply(r->ev, status, status_phrase(status), body);
+
+	snprintf(status_text, sizeof(status_text), "%d", status);
+	metric_add(m_requests, 1, route, r->method, status_text);
+	metric_observe(m_duration, secs, route);
+	log_access(r->id, r->method, r->path, status, bytes, secs * 1000.0, http_req_peer(r));
+	s->inflight--;
+	req_free(r);
+}
+
+void
+http_reply_header(struct http_req *r, const char *name, const char *value)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
+static void
+free_cb(const void *data, size_t len, void *arg)
+{
+	free((void *)(uintptr_t)data);
+}
+
+void
+http_reply_raw(struct http_req *r, int status, const char *content_type, const void *body,
+    size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	if (content_type != NULL)
+		http_reply_header(r, "Content-Type", content_type);
+	if (len > 0)
+		evbuffer_add(buf, body, len);
+	send_reply(r, status, buf);
+	evbuffer_free(buf);
+}
+
+void
+http_reply_json(struct http_req *r, int status, struct json_object *body)
+{
+	struct evbuffer *buf = evbuffer_new();
+	size_t len;
+	char *text = json_compact(body, &len);
+
+	json_object_put(body);
+	http_reply_header(r, "Content-Type", "application/json");
+	evbuffer_add_reference(buf, text, len, free_cb, NULL);
+	send_reply(r, status, buf);
+	evbuffer_free(buf);
+}
+
+void
+http_reply_error(struct http_req *r, int status, const char *code, const char *fmt, ...)
+{
+	struct json_object *o = json_object_new_object();
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_set_str(o, "error", code);
+	json_set_str(o, "message", msg);
+	http_reply_json(r, status, o);
+}
+
+const char *
+http_req_method(const struct http_req *r)
+{
+	return r->method;
+}
+
+const char *
+http_req_path(const struct http_req *r)
+{
+	return r->path;
+}
+
+const char *
+http_req_route(const struct http_req *r)
+{
+	return r->matched ? r->match.pattern : NULL;
+}
+
+const char *
+http_req_param(const struct http_req *r, const char *name)
+{
+	return r->matched ? route_param(&r->match, name) : NULL;
+}
+
+const char *
+http_req_query(struct http_req *r, const char *name)
+{
+	if (r->query_raw == NULL)
+		return NULL;
+	if (r->query == NULL) {
+		r->query = xcalloc(1, sizeof(*r->query));
+		TAILQ_INIT(r->query);
+		if (evhttp_parse_query_str(r->query_raw, r->query) != 0)
+			evhttp_clear_headers(r->query);
+	}
+	return evhttp_find_header(r->query, name);
+}
+
+const char *
+http_req_header(const struct http_req *r, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+}
+
+const unsigned char *
+http_req_body(struct http_req *r, size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+	size_t n = evbuffer_get_length(in);
+	unsigned char *p;
+
+	/* One spare byte, so text bodies can be treated as C strings. */
+	evbuffer_add(in, "", 1);
+	p = evbuffer_pullup(in, -1);
+	*len = n;
+	return p;
+}
+
+const char *
+http_req_id(const struct http_req *r)
+{
+	return r->id;
+}
+
+const char *
+http_req_peer(const struct http_req *r)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(r->ev);
+	char *addr = NULL;
+	ev_uint16_t port;
+
+	if (c == NULL)
+		return "";
+	evhttp_connection_get_peer(c, &addr, &port);
+	return addr ? addr : "";
+}
+
+const struct sockaddr *
+http_req_peer_addr(const struct http_req *r)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(r->ev);
+
+	return c ? evhttp_connection_get_addr(c) : NULL;
+}
+
+char *
+http_req_url(const struct http_req *r)
+{
+	const char *host = http_req_header(r, "Host");
+	const char *proto = http_req_header(r, "X-Forwarded-Proto");
+
+	return xasprintf("%s://%s%s", proto && strcmp(proto, "https") == 0 ? "https" : "http",
+	    host ? host : "localhost", evhttp_request_get_uri(r->ev));
+}
+
+struct evhttp_request *
+http_req_evhttp(struct http_req *r)
+{
+	return r->ev;
+}
+
+void
+http_req_set_data(struct http_req *r, void *data)
+{
+	r->data = data;
+}
+
+void *
+http_req_data(const struct http_req *r)
+{
+	return r->data;
+}
+
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *
+bearer_token(const struct http_req *r)
+{
+	const char *h = http_req_header(r, "Authorization");
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h ? h : NULL;
+}
+
+static int
+authorized(const struct http_req *r)
+{
+	const char *token = bearer_token(r);
+
+	return token != NULL && r->server->auth != NULL && r->server->auth(token, r->server->auth_arg);
+}
+
+static void
+unauthorized(struct http_req *r)
+{
+	http_reply_header(r, "WWW-Authenticate", "Bearer");
+	http_reply_error(r, 401, "unauthorized",
+	    bearer_token(r) ? "the bearer key is not valid" : "an admin bearer key is required");
+}
+
+static void
+dispatch_cb(struct evhttp_request *ev, void *arg)
+{
+	struct http_server *s = arg;
+	struct http_req *r = xcalloc(1, sizeof(*r));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	const char *rid = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
+	struct route_entry *e;
+	enum router_result result;
+	size_t body_len;
+
+	r->server = s;
+	r->ev = ev;
+	r->start_us = now_mono_us();
+	r->method = method_name(evhttp_request_get_command(ev));
+	r->path = xstrdup(path && *path ? path : "/");
+	r->query_raw = query ? xstrdup(query) : NULL;
+	if (rid != NULL && valid_request_id(rid)) {
+		snprintf(r->id, sizeof(r->id), "%s", rid);
+	} else {
+		unsigned char raw[8];
+
+		randombytes_buf(raw, sizeof(raw));
+		hex_encode(raw, sizeof(raw), r->id);
+	}
+	s->inflight++;
+
+	body_len = evbuffer_get_length(evhttp_request_get_input_buffer(ev));
+	if (body_len > s->lim.max_body) {
+		http_reply_header(r, "Connection", "close");
+		http_reply_error(r, 413, "payload_too_large",
+		    "request body is %zu bytes; the limit is %zu", body_len, s->lim.max_body);
+		return;
+	}
+	result = router_match(s->router, r->method, r->path, &r->match);
+	/* Under /api/, strangers learn nothing about which routes exist. */
+	if (result != ROUTER_FOUND && strncmp(r->path, "/api/", 5) == 0 && !authorized(r)) {
+		route_match_clear(&r->match);
+		unauthorized(r);
+		return;
+	}
+	switch (result) {
+	case ROUTER_NOT_FOUND:
+		http_reply_error(r, 404, "not_found", "no route for %s %s", r->method, r->path);
+		return;
+	case ROUTER_METHOD_NOT_ALLOWED:
+		http_reply_header(r, "Allow", r->match.allow);
+		http_reply_error(r, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
+		    r->method, r->match.allow);
+		return;
+	case ROUTER_FOUND:
+		r->matched = 1;
+		break;
+	}
+	if ((r->match.flags & HTTP_ADMIN) && !authorized(r)) {
+		unauthorized(r);
+		return;
+	}
+	e = r->match.handler;
+	e->fn(r, e->arg);
+}
+
+/* --- server ------------------------------------------------------------------------- */
+
+static void
+apply_limits(struct http_server *s)
+{
+	struct timeval tv = { s->lim.timeout_ms / 1000, (s->lim.timeout_ms % 1000) * 1000 };
+
+	evhttp_set_max_headers_size(s->http, (ev_ssize_t)s->lim.max_header);
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)(s->lim.max_body * EVHTTP_CAP_FACTOR));
+	evhttp_set_timeout_tv(s->http, &tv);
+	if (s->paused && s->nconns < s->lim.max_connections)
+		listeners_set_paused(s, 0);
+}
+
+struct http_server *
+http_server_new(struct event_base *base, const struct http_limits *lim)
+{
+	struct http_server *s = xcalloc(1, sizeof(*s));
+
+	metrics_init();
+	metrics_on_collect(collect_cb, s);
+	s->base = base;
+	s->lim = *lim;
+	s->router = router_new();
+	s->http = evhttp_new(base);
+	if (s->http == NULL) {
+		log_error("http: evhttp_new failed");
+		abort();
+	}
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_default_content_type(s->http, "application/json");
+	evhttp_set_gencb(s->http, dispatch_cb, s);
+	evhttp_set_bevcb(s->http, bev_cb, s);
+	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	s->ev_adopt = event_new(base, -1, 0, adopt_cb, s);
+	apply_limits(s);
+	return s;
+}
+
+void
+http_server_set_limits(struct http_server *s, const struct http_limits *lim)
+{
+	s->lim = *lim;
+	apply_limits(s);
+}
+
+void
+http_server_set_auth(struct http_server *s, int (*auth)(const char *, void *), void *arg)
+{
+	s->auth = auth;
+	s->auth_arg = arg;
+}
+
+void
+http_server_route(struct http_server *s, const char *method, const char *pattern,
+    unsigned flags, http_handler fn, void *arg)
+{
+	struct route_entry *e = xmalloc(sizeof(*e));
+
+	e->fn = fn;
+	e->arg = arg;
+	if (router_add(s->router, method, pattern, e, flags) != 0) {
+		log_error("http: bad route pattern %s %s", method, pattern);
+		abort();
+	}
+	s->entries = xrealloc(s->entries, (size_t)(s->nentries + 1) * sizeof(*s->entries));
+	s->entries[s->nentries++] = e;
+}
+
+/* Parse one "host:port" ("*:port", "[v6]:port", "localhost:port") into sa. */
+static int
+parse_listen_addr(const char *text, struct sockaddr_storage *ss, int *sslen)
+{
+	char buf[256];
+	const char *colon;
+
+	if (strlen(text) >= sizeof(buf))
+		return -1;
+	if (strncmp(text, "*:", 2) == 0) {
+		snprintf(buf, sizeof(buf), "0.0.0.0:%s", text + 2);
+	} else if (strncmp(text, "localhost:", 10) == 0) {
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", text + 10);
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL)
+			return -1;
+		snprintf(buf, sizeof(buf), "%s", text);
+	}
+	*sslen = (int)sizeof(*ss);
+	return evutil_parse_sockaddr_port(buf, (struct sockaddr *)ss, sslen);
+}
+
+int
+http_server_listen(struct http_server *s, const char *addrs, char *err, size_t errlen)
+{
+	char *copy = xstrdup(addrs), *save = NULL;
+	int rc = -1;
+
+	for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		struct sockaddr_storage ss;
+		struct evconnlistener *l;
+		int sslen;
+
+		while (*t == ' ')
+			t++;
+		for (char *e = t + strlen(t); e > t && e[-1] == ' ';)
+			*--e = '\0';
+		if (*t == '\0')
+			continue;
+		if (s->nbound == MAX_LISTENERS) {
+			snprintf(err, errlen, "too many listen addresses (at most %d)", MAX_LISTENERS);
+			goto out;
+		}
+		if (parse_listen_addr(t, &ss, &sslen) != 0) {
+			snprintf(err, errlen, "cannot parse listen address \"%s\" (want host:port)", t);
+			goto out;
+		}
+		l = evconnlistener_new_bind(s->base, NULL, NULL,
+		    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+		    (struct sockaddr *)&ss, sslen);
+		if (l == NULL) {
+			snprintf(err, errlen, "cannot listen on %s: %s", t,
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+			goto out;
+		}
+		s->bound[s->nbound] = evhttp_bind_listener(s->http, l);
+		if (s->bound[s->nbound] == NULL) {
+			evconnlistener_free(l);
+			snprintf(err, errlen, "cannot serve HTTP on %s", t);
+			goto out;
+		}
+		s->nbound++;
+		log_info("http: listening on %s", t);
+	}
+	if (s->nbound == 0) {
+		snprintf(err, errlen, "no listen address given");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+int
+http_server_port(const struct http_server *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	evutil_socket_t fd;
+
+	if (s->nbound == 0)
+		return -1;
+	fd = evhttp_bound_socket_get_fd(s->bound[0]);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+void
+http_server_drain(struct http_server *s)
+{
+	for (int i = 0; i < s->nbound; i++)
+		evhttp_del_accept_socket(s->http, s->bound[i]);
+	s->nbound = 0;
+	s->draining = 1;
+}
+
+int
+http_server_inflight(const struct http_server *s)
+{
+	return s->inflight;
+}
+
+int
+http_server_flushed(const struct http_server *s)
+{
+	if (s->inflight > 0)
+		return 0;
+	for (const struct http_conn *c = s->conns; c != NULL; c = c->next) {
+		struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+
+		if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+			return 0;
+	}
+	return 1;
+}
+
+int
+http_server_connections(const struct http_server *s)
+{
+	return s->nconns;
+}
+
+void
+http_server_free(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	/* Connections freed by evhttp_free (perhaps later) must not reach into the server. */
+	adopt_cb(-1, 0, s);
+	for (struct http_conn *c = s->conns; c != NULL; c = c->next)
+		c->server = NULL;
+	s->conns = NULL;
+	evhttp_free(s->http);
+	event_free(s->ev_adopt);
+	free(s->fresh);
+	router_free(s->router);
+	for (int i = 0; i < s->nentries; i++)
+		free(s->entries[i]);
+	free(s->entries);
+	free(s);
+}

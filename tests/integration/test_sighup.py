@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: ISC
+"""SIGHUP reloads all or nothing: a broken file keeps the running configuration (and says so
+in the log); a valid change takes effect without a restart."""
+
+import signal
+
+import pytest
+
+import hookd_harness as hh
+
+
+def body_status(h, size):
+    return h.post("/in/anything", body=b"x" * size,
+                  headers={"Content-Type": "application/octet-stream"}).status
+
+
+def is_reload_error(line):
+    return line.get("level") == "error" and "reload" in line.get("msg", "").lower()
+
+
+@pytest.mark.parametrize("broken", [{"no_such_key": "on"}, {"db_pool_size": "banana"}],
+                         ids=["unknown-key", "bad-value"])
+def test_sighup_with_a_broken_file_keeps_serving_then_applies_a_good_one(hookd, broken):
+    assert body_status(hookd, 4096) != 413
+
+    # a broken file that would also lower the body limit: nothing of it may apply
+    mark = hookd.log_mark()
+    hookd.write_config(http_max_body_size="2KiB", **broken)
+    hookd.signal(signal.SIGHUP)
+    hookd.wait_for_log(is_reload_error, since=mark, timeout=5)
+    assert hookd.alive()
+    assert hookd.get("/healthz").status == 200
+    assert hookd.get("/readyz").status == 200
+    assert body_status(hookd, 4096) != 413, "part of a broken configuration was applied"
+
+    # the same change in a valid file applies
+    hookd.write_config(**{k: None for k in broken})
+    hookd.signal(signal.SIGHUP)
+    hh.wait_until(lambda: body_status(hookd, 4096) == 413, 5,
+                  message="4 KiB body refused after http_max_body_size = 2KiB")
+    r = hookd.post("/in/anything", body=b"x" * 4096)
+    assert r.status == 413 and r.body["error"] == "payload_too_large", r.body
+    assert body_status(hookd, 1024) != 413
+    assert hookd.get("/readyz").status == 200
