@@ -54,6 +54,18 @@ static const struct config_key keys[] = {
 	KEY(master_key_file, CONFIG_STRING, 0, 0, "var/master.key", 0, NULL,
 	    "File holding the 32-byte key that seals secrets at rest (made on first run); "
 	    "HOOKD_MASTER_KEY (base64) takes precedence."),
+	KEY(trusted_proxies, CONFIG_STRING, 0, 0, "", 1, NULL,
+	    "CIDRs of proxies whose X-Forwarded-For names the real client (for IP allowlists)."),
+	KEY(ingest_batch_max, CONFIG_INT, 1, 10000, "256", 1, NULL,
+	    "Events one group commit may carry."),
+	KEY(ingest_inflight_max, CONFIG_INT, 1, 64, "2", 1, NULL,
+	    "Group commits in flight at once; requests arriving meanwhile join the next one."),
+	KEY(process_batch, CONFIG_INT, 1, 10000, "64", 1, NULL,
+	    "Inbound events the handler worker leases at once."),
+	KEY(process_lease, CONFIG_DURATION, SEC(1), SEC(3600), "60s", 1, NULL,
+	    "How long a leased inbound event belongs to this process before another may take it."),
+	KEY(process_poll_interval, CONFIG_DURATION, MS(50), SEC(600), "1s", 1, NULL,
+	    "How often the handler worker looks for due events (it is also woken on new work)."),
 };
 
 const struct config_key *

@@ -88,6 +88,17 @@ struct db_group {
 	size_t len, cap;
 };
 
+/*
+ * A statement's preparation on one connection. One that failed (say, its table did not
+ * exist yet because migrations were still running) is prepared again before the next
+ * group on that connection.
+ */
+enum stmt_prep {
+	STMT_UNPREPARED, /* not sent, or its preparation failed */
+	STMT_PREPARING,  /* PQsendPrepare in flight */
+	STMT_PREPARED,   /* usable */
+};
+
 enum pconn_state {
 	PCONN_DOWN, /* connecting or waiting to reconnect */
 	PCONN_PREPARING, /* connected, the registered statements being prepared */
@@ -100,7 +111,8 @@ struct pconn {
 	enum pconn_state state;
 	struct req_list inflight;
 	int ngroups; /* user groups in flight */
-	int nprepared; /* db->stmts[0..nprepared) sent for preparation on this connection */
+	unsigned char *stmt_state; /* per registered statement: STMT_UNPREPARED, ... */
+	int nstmt_state;
 	int npreparing; /* preparations in flight */
 	int failed; /* failed since the pool's last successful connect */
 };
@@ -234,6 +246,128 @@ db_param_int(struct db_params *p, int64_t v)
 	p->values[i] = p->ints[i];
 	p->lengths[i] = (int)strlen(p->ints[i]);
 	p->formats[i] = 0;
+}
+
+static void
+array_put(struct db_array *a, const void *data, size_t len)
+{
+	if (a->len + len > a->cap) {
+		while (a->len + len > a->cap)
+			a->cap = a->cap ? a->cap * 2 : 256;
+		a->buf = xrealloc(a->buf, a->cap);
+	}
+	memcpy(a->buf + a->len, data, len);
+	a->len += len;
+}
+
+static void
+array_put32(struct db_array *a, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16),
+		(unsigned char)(v >> 8), (unsigned char)v };
+
+	array_put(a, b, 4);
+}
+
+static void
+array_set32(struct db_array *a, size_t off, uint32_t v)
+{
+	unsigned char *b = (unsigned char *)a->buf + off;
+
+	b[0] = (unsigned char)(v >> 24);
+	b[1] = (unsigned char)(v >> 16);
+	b[2] = (unsigned char)(v >> 8);
+	b[3] = (unsigned char)v;
+}
+
+void
+db_array_init(struct db_array *a, unsigned elem_oid)
+{
+	memset(a, 0, sizeof(*a));
+	a->elem_oid = elem_oid;
+	/* ndim, has-null flag, element type, length of the dimension, lower bound */
+	array_put32(a, 1);
+	array_put32(a, 0);
+	array_put32(a, elem_oid);
+	array_put32(a, 0);
+	array_put32(a, 1);
+}
+
+void
+db_array_add(struct db_array *a, const void *data, size_t len)
+{
+	if (data == NULL) {
+		array_put32(a, 0xffffffffu);
+		a->has_null = 1;
+	} else {
+		array_put32(a, (uint32_t)len);
+		array_put(a, data, len);
+	}
+	a->n++;
+}
+
+void
+db_array_add_text(struct db_array *a, const char *s)
+{
+	db_array_add(a, s, s ? strlen(s) : 0);
+}
+
+void
+db_array_add_jsonb(struct db_array *a, const char *json, size_t len)
+{
+	if (json == NULL) {
+		db_array_add(a, NULL, 0);
+		return;
+	}
+	/* jsonb's binary form: version 1, then the JSON text. */
+	array_put32(a, (uint32_t)len + 1);
+	array_put(a, "\1", 1);
+	array_put(a, json, len);
+	a->n++;
+}
+
+int
+db_array_add_uuid(struct db_array *a, const char *uuid)
+{
+	unsigned char b[16];
+	char hex[33];
+	int n = 0;
+
+	if (uuid == NULL) {
+		db_array_add(a, NULL, 0);
+		return 0;
+	}
+	for (const char *c = uuid; *c != '\0' && n < 32; c++) {
+		if (*c != '-')
+			hex[n++] = *c;
+	}
+	if (n != 32 || hex_decode(hex, 32, b, sizeof(b)) != 16)
+		return -1;
+	db_array_add(a, b, sizeof(b));
+	return 0;
+}
+
+void
+db_array_add_bool(struct db_array *a, int v)
+{
+	unsigned char b = v ? 1 : 0;
+
+	db_array_add(a, &b, 1);
+}
+
+void
+db_param_array(struct db_params *p, struct db_array *a)
+{
+	array_set32(a, 4, a->has_null ? 1 : 0);
+	array_set32(a, 12, (uint32_t)a->n);
+	db_param_bin(p, a->buf, a->len);
+}
+
+void
+db_array_free(struct db_array *a)
+{
+	free(a->buf);
+	memset(a, 0, sizeof(*a));
 }
 
 void
@@ -584,10 +718,18 @@ send_prepares(struct pconn *pc, PGconn *pq)
 {
 	struct db *db = pc->db;
 
-	while (pc->nprepared < db->nstmts) {
-		const struct db_stmt *s = db->stmts[pc->nprepared];
+	if (pc->nstmt_state < db->nstmts) {
+		pc->stmt_state = xrealloc(pc->stmt_state, (size_t)db->nstmts);
+		memset(pc->stmt_state + pc->nstmt_state, STMT_UNPREPARED,
+		    (size_t)(db->nstmts - pc->nstmt_state));
+		pc->nstmt_state = db->nstmts;
+	}
+	for (int i = 0; i < db->nstmts; i++) {
+		const struct db_stmt *s = db->stmts[i];
 		struct db_req *r;
 
+		if (pc->stmt_state[i] != STMT_UNPREPARED)
+			continue;
 		if (!PQsendPrepare(pq, s->name, s->sql, 0, NULL) || !PQpipelineSync(pq))
 			return -1;
 		r = xcalloc(1, sizeof(*r) + sizeof(struct req_stmt) + sizeof(PGresult *));
@@ -600,7 +742,7 @@ send_prepares(struct pconn *pc, PGconn *pq)
 		r->where = REQ_SENT;
 		TAILQ_INSERT_TAIL(&pc->inflight, r, entry);
 		pc->npreparing++;
-		pc->nprepared++;
+		pc->stmt_state[i] = STMT_PREPARING;
 		metric_add(m_queries, 1);
 	}
 	return 0;
@@ -687,7 +829,8 @@ conn_ready_cb(struct db_conn *c, void *arg)
 		db_conn_fail(c, PQerrorMessage(pq));
 		return;
 	}
-	pc->nprepared = 0;
+	if (pc->stmt_state != NULL)
+		memset(pc->stmt_state, STMT_UNPREPARED, (size_t)pc->nstmt_state);
 	pc->npreparing = 0;
 	set_pconn_state(pc, PCONN_PREPARING);
 	if (send_prepares(pc, pq) < 0) {
@@ -731,9 +874,12 @@ req_complete(struct pconn *pc, struct db_req *r)
 		}
 	}
 	if (r->internal) {
+		int idx = r->stmts[0].stmt->index;
+
 		if (st != DB_OK)
-			log_error("db %s: cannot prepare statement %s: %s", db_conn_label(pc->conn),
-			    r->stmts[0].stmt->name, msg);
+			log_warn("db %s: cannot prepare statement %s (will retry): %s",
+			    db_conn_label(pc->conn), r->stmts[0].stmt->name, msg);
+		pc->stmt_state[idx] = st == DB_OK ? STMT_PREPARED : STMT_UNPREPARED;
 		req_free(r);
 		if (--pc->npreparing == 0 && pc->state == PCONN_PREPARING) {
 			set_pconn_state(pc, PCONN_READY);
@@ -819,7 +965,8 @@ conn_down_cb(struct db_conn *c, int was_ready, const char *err, void *arg)
 
 	if (pc->state != PCONN_DOWN)
 		set_pconn_state(pc, PCONN_DOWN);
-	pc->nprepared = 0;
+	if (pc->stmt_state != NULL)
+		memset(pc->stmt_state, STMT_UNPREPARED, (size_t)pc->nstmt_state);
 	pc->npreparing = 0;
 	if (!pc->failed) {
 		pc->failed = 1;
@@ -978,8 +1125,10 @@ db_free(struct db *db)
 			req_finish(r, r->fail_status, r->fail_msg, NULL);
 		}
 	}
-	for (int i = 0; i < db->nconns; i++)
+	for (int i = 0; i < db->nconns; i++) {
 		db_conn_free(db->conns[i].conn);
+		free(db->conns[i].stmt_state);
+	}
 	free(db->conns);
 	for (int i = 0; i < db->nstmts; i++) {
 		free(db->stmts[i]->name);

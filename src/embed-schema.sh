@@ -10,7 +10,7 @@ for f in "$@"; do
 	ver=$(echo "$base" | sed -n 's/^\([0-9][0-9]*\)_.*/\1/p')
 	[ -n "$ver" ] || { echo "embed-schema: $f is not NNN_name.sql" >&2; exit 1; }
 	echo "static const char sql_$ver[] ="
-	awk '{ gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); printf "\t\"%s\\n\"\n", $0 }' "$f"
+	awk '{ gsub(/\\/, "\\\\\\\\"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); printf "\t\"%s\\n\"\n", $0 }' "$f"
 	echo "\t\"\";"
 done
 echo

@@ -72,6 +72,8 @@ struct http_req {
 	char id[40];
 	uint64_t start_us;
 	void *data;
+	const unsigned char *body; /* pulled up and NUL-terminated on first use */
+	size_t body_len;
 };
 
 /* One per client connection, freed by evhttp's close callback. */
@@ -422,15 +424,17 @@ http_req_header(const struct http_req *r, const char *name)
 const unsigned char *
 http_req_body(struct http_req *r, size_t *len)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
-	size_t n = evbuffer_get_length(in);
-	unsigned char *p;
+	struct evbuffer *in;
 
-	/* One spare byte, so text bodies can be treated as C strings. */
-	evbuffer_add(in, "", 1);
-	p = evbuffer_pullup(in, -1);
-	*len = n;
-	return p;
+	if (r->body == NULL) {
+		in = evhttp_request_get_input_buffer(r->ev);
+		r->body_len = evbuffer_get_length(in);
+		/* One spare byte, so text bodies can be treated as C strings. */
+		evbuffer_add(in, "", 1);
+		r->body = evbuffer_pullup(in, -1);
+	}
+	*len = r->body_len;
+	return r->body;
 }
 
 const char *
@@ -542,7 +546,7 @@ dispatch_cb(struct evhttp_request *ev, void *arg)
 	} else {
 		unsigned char raw[8];
 
-		randombytes_buf(raw, sizeof(raw));
+		random_ids(raw, sizeof(raw));
 		hex_encode(raw, sizeof(raw), r->id);
 	}
 	s->inflight++;

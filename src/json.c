@@ -9,13 +9,10 @@
 
 #include "hookd/json.h"
 
-struct jbuf {
-	char *p;
-	size_t len, cap;
-};
+#define jbuf json_buf
 
-static void
-jb_add(struct jbuf *b, const char *s, size_t n)
+void
+json_buf_add(struct jbuf *b, const char *s, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		while (b->len + n + 1 > b->cap)
@@ -26,6 +23,8 @@ jb_add(struct jbuf *b, const char *s, size_t n)
 	b->len += n;
 	b->p[b->len] = '\0';
 }
+
+#define jb_add json_buf_add
 
 static void
 jb_puts(struct jbuf *b, const char *s)
@@ -191,8 +190,8 @@ json_format_number(double d, char *buf, size_t len)
 	}
 }
 
-static void
-compact_string(struct jbuf *b, const char *s, size_t n)
+void
+json_buf_string(struct jbuf *b, const char *s, size_t n)
 {
 	size_t start = 0;
 
@@ -256,7 +255,7 @@ compact_value(struct jbuf *b, struct json_object *o)
 		jb_puts(b, num);
 		break;
 	case json_type_string:
-		compact_string(b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
+		json_buf_string(b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
 		break;
 	case json_type_array: {
 		size_t n = json_object_array_length(o);
@@ -282,7 +281,7 @@ compact_value(struct jbuf *b, struct json_object *o)
 			if (!first)
 				jb_add(b, ",", 1);
 			first = 0;
-			compact_string(b, k, strlen(k));
+			json_buf_string(b, k, strlen(k));
 			jb_add(b, ":", 1);
 			compact_value(b, json_object_iter_peek_value(&it));
 		}
@@ -394,4 +393,101 @@ void
 json_set_obj(struct json_object *o, const char *key, struct json_object *val)
 {
 	json_object_object_add(o, key, val);
+}
+
+/* Next path segment of p into seg (NUL-terminated); returns the rest, or NULL when malformed. */
+static const char *
+path_next(const char *p, char *seg, size_t seglen, int *is_index)
+{
+	size_t n = 0;
+
+	*is_index = 0;
+	if (*p == '.')
+		p++;
+	if (*p == '[') {
+		p++;
+		while (*p >= '0' && *p <= '9' && n + 1 < seglen)
+			seg[n++] = *p++;
+		if (*p != ']' || n == 0)
+			return NULL;
+		seg[n] = '\0';
+		*is_index = 1;
+		return p + 1;
+	}
+	while (*p != '\0' && *p != '.' && *p != '[' && n + 1 < seglen)
+		seg[n++] = *p++;
+	if (n == 0 || (*p != '\0' && *p != '.' && *p != '['))
+		return NULL;
+	seg[n] = '\0';
+	return p;
+}
+
+struct json_object *
+json_path(struct json_object *o, const char *path)
+{
+	const char *p = path;
+	char seg[256];
+
+	if (*p == '$')
+		p++;
+	while (o != NULL && *p != '\0') {
+		int is_index, all_digits = 1;
+
+		p = path_next(p, seg, sizeof(seg), &is_index);
+		if (p == NULL)
+			return NULL;
+		for (const char *c = seg; *c != '\0'; c++)
+			all_digits &= *c >= '0' && *c <= '9';
+		if (json_object_is_type(o, json_type_array) && all_digits) {
+			size_t i = strtoul(seg, NULL, 10);
+
+			o = i < json_object_array_length(o) ? json_object_array_get_idx(o, i) : NULL;
+		} else if (!is_index && json_object_is_type(o, json_type_object)) {
+			if (!json_object_object_get_ex(o, seg, &o))
+				return NULL;
+		} else {
+			return NULL;
+		}
+	}
+	return o;
+}
+
+int
+json_path_valid(const char *path)
+{
+	const char *p = path;
+	char seg[256];
+	int is_index;
+
+	if (*p == '$')
+		p++;
+	if (*p == '\0')
+		return 0;
+	while (*p != '\0') {
+		p = path_next(p, seg, sizeof(seg), &is_index);
+		if (p == NULL)
+			return 0;
+	}
+	return 1;
+}
+
+char *
+json_scalar_text(struct json_object *o)
+{
+	char num[40];
+
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		return xstrdup(json_object_get_string(o));
+	case json_type_int:
+		snprintf(num, sizeof(num), "%lld", (long long)json_object_get_int64(o));
+		return xstrdup(num);
+	case json_type_double:
+		json_format_number(json_object_get_double(o), num, sizeof(num));
+		return xstrdup(num);
+	case json_type_boolean:
+		return xstrdup(json_object_get_boolean(o) ? "true" : "false");
+	default:
+		return NULL;
+	}
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -21,13 +22,19 @@
 #include "hookd/app.h"
 #include "hookd/auth.h"
 #include "hookd/cli.h"
+#include "hookd/compat.h"
 #include "hookd/config.h"
 #include "hookd/db.h"
 #include "hookd/http_server.h"
+#include "hookd/ingest.h"
 #include "hookd/listen.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
 #include "hookd/migrate.h"
+#include "hookd/process.h"
+#include "hookd/seal.h"
+#include "hookd/sources.h"
+#include "hookd/wheel.h"
 
 #define JANITOR_MS 1000
 #define DRAIN_POLL_MS 20
@@ -147,6 +154,9 @@ migrated_cb(int rc, int version, const char *err, void *arg)
 	if (rc == 0) {
 		app->schema_version = version;
 		log_info("schema at version %d", version);
+		/* Caches that failed to load against the old schema load now. */
+		sources_refresh(app->sources);
+		auth_refresh(app->auth);
 	} else {
 		log_error("migration failed: %s", err);
 	}
@@ -159,7 +169,7 @@ maybe_migrate(struct app *app)
 	struct db_options opt;
 
 	if (!app->cfg.auto_migrate || app->migrating || app->draining ||
-	    app->schema_version >= migrate_latest())
+	    app->schema_version >= migrate_latest() || db_ready_count(app->db) == 0)
 		return;
 	app->migrating = 1;
 	app_db_options(app, &opt);
@@ -171,8 +181,10 @@ db_state_cb(int ready, void *arg)
 {
 	struct app *app = arg;
 
-	if (ready > 0)
+	if (ready > 0) {
 		app_check_schema(app);
+		maybe_migrate(app);
+	}
 }
 
 /* --- signals, reload, drain ---------------------------------------------------------- */
@@ -212,6 +224,8 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	struct app *app = arg;
 	int inflight = http_server_inflight(app->http), busy = db_busy(app->db);
 
+	busy += ingest_busy(app->ingest);
+	busy += process_busy(app->process);
 	if (busy == 0 && http_server_flushed(app->http)) {
 		log_info("drained; exiting");
 		event_base_loopexit(app->base, NULL);
@@ -259,8 +273,40 @@ janitor_cb(evutil_socket_t fd, short what, void *arg)
 
 	ticks++;
 	maybe_migrate(app);
+	if (!sources_loaded(app->sources))
+		sources_refresh(app->sources);
 	if (ticks % KEY_FLUSH_EVERY == 0)
 		auth_flush(app->auth);
+}
+
+/* The key that seals secrets: HOOKD_MASTER_KEY, or master_key_file (made on first run). */
+static int
+load_master_key(struct app *app)
+{
+	const char *path = app->cfg.master_key_file;
+	const char *slash = strrchr(path, '/');
+	char err[256];
+
+	/* First run: make the key file's directory (var/ by default), private. */
+	if (getenv("HOOKD_MASTER_KEY") == NULL && slash != NULL && slash != path) {
+		char *dir = xstrndup(path, (size_t)(slash - path));
+
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+			log_warn("cannot create %s: %s", dir, strerror(errno));
+		free(dir);
+	}
+	if (seal_key_load(path, getenv("HOOKD_MASTER_KEY"), app->master_key, 1, err,
+	        sizeof(err)) != 0) {
+		log_error("master key: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+process_kick_cb(void *arg)
+{
+	process_kick(arg);
 }
 
 /* --- start-up ------------------------------------------------------------------------- */
@@ -291,16 +337,32 @@ run(struct app *app)
 	app->schema_version = -1;
 
 	app_db_options(app, &opt);
+	if (load_master_key(app) != 0)
+		return 1;
 	app->db = db_create(app->base, app->dns, &opt);
-	db_on_state(app->db, db_state_cb, app);
 	app->listen = listen_create(app->base, app->dns, &opt);
+	if (app->db == NULL || app->listen == NULL) {
+		log_error("cannot use database_url (see the message above)");
+		return 1;
+	}
+	db_on_state(app->db, db_state_cb, app);
+	app->wheel = wheel_driver_new(app->base);
 	app->auth = auth_new(app->db, app->listen);
+	app->sources = sources_new(app);
+	app->ingest = ingest_new(app);
+	app->process = process_new(app);
+	ingest_on_work(app->ingest, process_kick_cb, app->process);
 
 	http_limits_from(&app->cfg, &lim);
 	raise_fd_limit(app->cfg.http_max_connections);
 	app->http = http_server_new(app->base, &lim);
 	http_server_set_auth(app->http, auth_check, app->auth);
 	api_system_register(app);
+	ingest_register(app);
+	compat_omniops_register(app);
+	compat_memory_register(app);
+	api_sources_register(app);
+	api_inbound_register(app);
 	if (http_server_listen(app->http, app->cfg.listen, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;
@@ -336,12 +398,23 @@ teardown(struct app *app)
 			*evs[i] = NULL;
 		}
 	}
-	http_server_free(app->http);
+	/*
+	 * The pool first, while everything its callbacks may touch is alive: it fails what
+	 * is still queued (only after a forced exit), and those callbacks reply to their
+	 * requests and clear their tokens before the modules are freed.
+	 */
+	if (app->db != NULL)
+		db_free(app->db);
+	app->db = NULL;
+	process_free(app->process);
+	ingest_free(app->ingest);
+	sources_free(app->sources);
 	auth_free(app->auth);
 	if (app->listen != NULL)
 		listen_free(app->listen);
-	if (app->db != NULL)
-		db_free(app->db);
+	http_server_free(app->http);
+	if (app->wheel != NULL)
+		wheel_driver_free(app->wheel);
 	if (app->dns != NULL)
 		evdns_base_free(app->dns, 0);
 	if (app->base != NULL)

@@ -122,6 +122,33 @@ time_iso8601(uint64_t wall_ms, char *buf, size_t len)
 	    (unsigned)(wall_ms % 1000u));
 }
 
+/*
+ * Random bytes for ids (request ids, UUIDs), not for keys: drawn from a buffer refilled
+ * from libsodium 4 KiB at a time, so a request costs no getrandom(2) call.
+ */
+void
+random_ids(void *buf, size_t len)
+{
+	static unsigned char pool[4096];
+	static size_t left;
+	unsigned char *out = buf;
+
+	while (len > 0) {
+		size_t n;
+
+		if (left == 0) {
+			randombytes_buf(pool, sizeof(pool));
+			left = sizeof(pool);
+		}
+		n = len < left ? len : left;
+		memcpy(out, pool + sizeof(pool) - left, n);
+		sodium_memzero(pool + sizeof(pool) - left, n);
+		left -= n;
+		out += n;
+		len -= n;
+	}
+}
+
 void
 uuid_v7(char out[37])
 {
@@ -129,7 +156,7 @@ uuid_v7(char out[37])
 	uint64_t ms = now_wall_ms();
 	char hex[33];
 
-	randombytes_buf(b + 6, sizeof(b) - 6);
+	random_ids(b + 6, sizeof(b) - 6);
 	for (int i = 0; i < 6; i++)
 		b[i] = (unsigned char)(ms >> (40 - 8 * i));
 	b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));

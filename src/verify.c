@@ -635,6 +635,12 @@ fail:
 	return NULL;
 }
 
+int
+verifier_uses_url(const struct verifier *v)
+{
+	return v->kind == VERIFY_KIND_TWILIO || has_segment(v, VERIFY_SEG_URL);
+}
+
 const char *
 verifier_scheme(const struct verifier *v)
 {

@@ -14,6 +14,10 @@ struct event;
 struct http_server;
 struct db_listen;
 struct auth;
+struct sources;
+struct ingest;
+struct process;
+struct wheel_driver;
 
 struct app {
 	struct event_base *base;
@@ -26,6 +30,11 @@ struct app {
 	struct db_listen *listen;
 	struct http_server *http;
 	struct auth *auth;
+	struct wheel_driver *wheel;  /* retry timers */
+	struct sources *sources;     /* inbound sources cache */
+	struct ingest *ingest;       /* inbound receive path */
+	struct process *process;     /* inbound handler worker */
+	unsigned char master_key[32]; /* seals secrets at rest */
 	int schema_version;          /* applied version, -1 while unknown */
 	int migrating;               /* a migration is running */
 	int draining;                /* SIGTERM received */

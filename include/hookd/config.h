@@ -39,6 +39,12 @@ struct config {
 	int64_t shutdown_timeout;
 	int64_t log_level;
 	char *master_key_file;
+	char *trusted_proxies;
+	int64_t ingest_batch_max;
+	int64_t ingest_inflight_max;
+	int64_t process_batch;
+	int64_t process_lease;
+	int64_t process_poll_interval;
 };
 
 struct config_key {

@@ -67,6 +67,34 @@ void db_param_int(struct db_params *p, int64_t v);
 void db_param_bool(struct db_params *p, int v);
 void db_param_null(struct db_params *p);
 
+/*
+ * A one-dimensional array parameter in Postgres's binary format, for multi-row
+ * statements (INSERT ... SELECT FROM unnest($1::uuid[], ...)): no escaping, no parsing.
+ */
+struct db_array {
+	unsigned elem_oid;  /* DB_OID_* */
+	int n;
+	int has_null;
+	char *buf;          /* header, then (length, bytes) per element */
+	size_t len, cap;
+};
+#define DB_OID_BOOL 16
+#define DB_OID_BYTEA 17
+#define DB_OID_TEXT 25
+#define DB_OID_UUID 2950
+#define DB_OID_JSONB 3802
+void db_array_init(struct db_array *a, unsigned elem_oid);
+/* Append an element in the type's binary form; data NULL appends SQL NULL. */
+void db_array_add(struct db_array *a, const void *data, size_t len);
+/* Convenience: text, jsonb (from JSON text), uuid (from its text form), bool. */
+void db_array_add_text(struct db_array *a, const char *s);
+void db_array_add_jsonb(struct db_array *a, const char *json, size_t len);
+int db_array_add_uuid(struct db_array *a, const char *uuid) WUR;
+void db_array_add_bool(struct db_array *a, int v);
+/* The array as a binary parameter; valid until the array is freed or changed. */
+void db_param_array(struct db_params *p, struct db_array *a);
+void db_array_free(struct db_array *a);
+
 struct db *db_create(struct event_base *base, struct evdns_base *dns,
     const struct db_options *opt);
 /* Change the reloadable options (timeouts, depth, back-off) of a running pool. */

@@ -24,6 +24,15 @@ struct json_object *json_parse(const char *buf, size_t len, char *err, size_t er
  * Returns a malloc'd string; *len (if not NULL) gets its length.
  */
 char *json_compact(struct json_object *o, size_t *len);
+/* A growing string for writing JSON by hand on hot paths (free p when done). */
+struct json_buf {
+	char *p;
+	size_t len, cap;
+};
+void json_buf_add(struct json_buf *b, const char *s, size_t n);
+/* Append s as a JSON string: quoted and escaped as JSON.stringify does. */
+void json_buf_string(struct json_buf *b, const char *s, size_t n);
+
 /* Format one double as JavaScript's Number#toString; buf needs 32 bytes. */
 void json_format_number(double d, char *buf, size_t len);
 
@@ -33,6 +42,16 @@ int json_get_int(struct json_object *o, const char *key, int64_t *out) WUR;
 int json_get_bool(struct json_object *o, const char *key, int *out) WUR;
 struct json_object *json_get_obj(struct json_object *o, const char *key);
 struct json_object *json_get_arr(struct json_object *o, const char *key);
+
+/*
+ * The value at a path ("$.data.object.id", "items[0].sku", "a.b.0"), or NULL. Keys may
+ * not contain '.' or '['; a numeric segment indexes an array.
+ */
+struct json_object *json_path(struct json_object *o, const char *path);
+/* 1 when path is well formed for json_path. */
+int json_path_valid(const char *path);
+/* A scalar as text for use as a key (strings as is, numbers and booleans printed); malloc'd. */
+char *json_scalar_text(struct json_object *o);
 
 /* Builders that tolerate NULL strings (stored as JSON null). */
 void json_set_str(struct json_object *o, const char *key, const char *val);

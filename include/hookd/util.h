@@ -56,6 +56,9 @@ int ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 /* Parse a decimal integer in [min, max]; returns 0 or -1. */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out) WUR;
 
+/* Random bytes for identifiers (pooled; not for secrets or keys). */
+void random_ids(void *buf, size_t len);
+
 /* Uniform random integer in [0, n). */
 uint32_t random_below(uint32_t n);
 

@@ -48,6 +48,8 @@ void verifier_free(struct verifier *v);
 /* The scheme name ("standard", "github", "hmac", ...). */
 const char *verifier_scheme(const struct verifier *v);
 /* 0 for scheme "none", else 1. */
+/* 1 when the scheme signs the request URL (Twilio, or a template with {url}). */
+int verifier_uses_url(const struct verifier *v);
 int verifier_requires_secret(const struct verifier *v);
 
 /*

@@ -23,8 +23,10 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
+import uuid
 
 import psycopg2
 
@@ -482,6 +484,7 @@ class Hookd:
         self.proc = None
         self.expect_exit = 0
         self._admin_key = None
+        self._key_lock = threading.Lock()
         self._term_sent = False
         LIVE.append(self)
 
@@ -578,6 +581,12 @@ class Hookd:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"hookd still running {timeout:g} s later") from None
 
+    def kill9(self):
+        """kill -9 on purpose (a crash test): finish() then accepts the signal as the exit."""
+        self.killed = True
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
     def accepts_connections(self):
         """True when a TCP connect to the listen port succeeds."""
         try:
@@ -606,7 +615,9 @@ class Hookd:
                     self.proc.wait()
                     problems.append(f"did not exit within {30 * SLOW:g} s of SIGTERM (killed)")
             rc = self.proc.returncode
-            if rc < 0 or (self.expect_exit is not None and rc != self.expect_exit):
+            if getattr(self, "killed", False) and rc == -signal.SIGKILL:
+                pass
+            elif rc < 0 or (self.expect_exit is not None and rc != self.expect_exit):
                 problems.append(f"exited with {describe_status(rc)}, expected "
                                 f"{'any status' if self.expect_exit is None else self.expect_exit}")
             try:
@@ -715,13 +726,14 @@ class Hookd:
 
     @property
     def admin_key(self):
-        """An admin key made on first use, once this hookd accepts it."""
-        if self._admin_key is None:
-            key = self.create_key(f"test-admin-{os.getpid()}-{id(self) & 0xffff}")
-            wait_until(lambda: self.get("/metrics", auth=key).status == 200, 5 * SLOW,
-                       message="hookd accepting a fresh admin key")
-            self._admin_key = key
-        return self._admin_key
+        """An admin key made on first use, once this hookd accepts it (thread-safe)."""
+        with self._key_lock:
+            if self._admin_key is None:
+                key = self.create_key(f"test-admin-{uuid.uuid4().hex[:16]}")
+                wait_until(lambda: self.get("/metrics", auth=key).status == 200, 5 * SLOW,
+                           message="hookd accepting a fresh admin key")
+                self._admin_key = key
+            return self._admin_key
 
     def metrics(self):
         """GET /metrics with the admin key, parsed: {metric_key(name, **labels): value}."""

@@ -370,6 +370,38 @@ START_TEST(test_json_accessors)
 }
 END_TEST
 
+START_TEST(test_json_path)
+{
+	const char *in = "{\"type\":\"a.b\",\"data\":{\"object\":{\"id\":\"pi_1\",\"n\":7}},"
+			 "\"items\":[{\"sku\":\"x\"},{\"sku\":\"y\"}],\"flag\":true}";
+	char err[64], *t;
+	struct json_object *o = json_parse(in, strlen(in), err, sizeof(err));
+
+	ck_assert_str_eq(json_object_get_string(json_path(o, "$.data.object.id")), "pi_1");
+	ck_assert_str_eq(json_object_get_string(json_path(o, "data.object.id")), "pi_1");
+	ck_assert_str_eq(json_object_get_string(json_path(o, "items[1].sku")), "y");
+	ck_assert_str_eq(json_object_get_string(json_path(o, "$.items.0.sku")), "x");
+	ck_assert_ptr_null(json_path(o, "items[2].sku"));
+	ck_assert_ptr_null(json_path(o, "data.missing"));
+	ck_assert_ptr_null(json_path(o, "type.x"));
+	ck_assert_ptr_null(json_path(o, "data[0]"));
+	t = json_scalar_text(json_path(o, "data.object.n"));
+	ck_assert_str_eq(t, "7");
+	free(t);
+	t = json_scalar_text(json_path(o, "flag"));
+	ck_assert_str_eq(t, "true");
+	free(t);
+	ck_assert_ptr_null(json_scalar_text(json_path(o, "data")));
+	ck_assert(json_path_valid("$.a.b[0]"));
+	ck_assert(json_path_valid("id"));
+	ck_assert(!json_path_valid("$"));
+	ck_assert(!json_path_valid("a..b"));
+	ck_assert(!json_path_valid("a[x]"));
+	ck_assert(!json_path_valid("a["));
+	json_object_put(o);
+}
+END_TEST
+
 /* --- metrics ------------------------------------------------------------------------- */
 
 START_TEST(test_metrics_render)
@@ -498,6 +530,7 @@ core_suite(void)
 	tcase_add_test(tc, test_json_compact);
 	tcase_add_test(tc, test_json_parse_errors);
 	tcase_add_test(tc, test_json_accessors);
+	tcase_add_test(tc, test_json_path);
 	tcase_add_test(tc, test_metrics_render);
 	tcase_add_test(tc, test_encodings);
 	tcase_add_test(tc, test_uuid);

@@ -1,0 +1,310 @@
+# SPDX-License-Identifier: ISC
+"""POST /in/{slug}: verification over the raw body, every refusal with its status and JSON
+error, dedupe, rotation, handshakes, synchronous SQL handlers, group commit, and the promise
+that a 2xx means the event is committed (Postgres down, kill -9 under load)."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+import hookd_harness as hh
+
+STD_SECRET = "whsec_" + base64.b64encode(b"hookd-ingest-test-key-32-bytes!!").decode()
+
+
+def std_sign(secret, msg_id, ts, body):
+    key = base64.b64decode(secret[len("whsec_"):])
+    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def std_headers(secret, body, msg_id=None, ts=None):
+    msg_id = msg_id or "msg_" + uuid.uuid4().hex
+    ts = int(time.time()) if ts is None else ts
+    return {"Content-Type": "application/json", "webhook-id": msg_id,
+            "webhook-timestamp": str(ts), "webhook-signature": std_sign(secret, msg_id, ts, body)}
+
+
+def make_source(h, **fields):
+    """Create a source through the API and wait until this hookd's cache has it."""
+    r = h.post("/api/v1/sources", json=fields, auth=True)
+    assert r.status == 201, r
+    slug = fields["slug"]
+    # text/plain is refused (415) before rate limits and storage: a probe that costs nothing
+    hh.wait_until(lambda: h.post(f"/in/{slug}", body=b"{}",
+                                 headers={"Content-Type": "text/plain"}).status != 404,
+                  5, message=f"source {slug} in hookd's cache")
+    return r.body
+
+
+def count_events(h, slug):
+    return h.sql("SELECT count(*) FROM hookd.events e JOIN hookd.sources s ON s.id = e.source_id"
+                 " WHERE s.slug = %s", slug)[0][0]
+
+
+def assert_error(r, status, code):
+    assert r.status == status, r
+    assert isinstance(r.body, dict) and r.body.get("error") == code, r.body
+    assert r.body.get("message"), r.body
+
+
+def test_accept_store_and_dedupe(hookd):
+    make_source(hookd, slug="std", verifier={"scheme": "standard"}, secret=STD_SECRET)
+    body = json.dumps({"type": "invoice.paid", "data": {"id": "in_1", "amount": 42}}).encode()
+    headers = std_headers(STD_SECRET, body, msg_id="msg_first")
+    headers["Authorization"] = "Bearer not-stored"
+    r = hookd.post("/in/std", body=body, headers=headers)
+    assert r.status == 202, r
+    assert r.body["status"] == "accepted" and uuid.UUID(r.body["id"])
+    rows = hookd.sql("SELECT external_id, event_type, status, payload, raw_body, headers"
+                     " FROM hookd.events WHERE id = %s", r.body["id"])
+    assert len(rows) == 1
+    external_id, event_type, status, payload, raw, stored_headers = rows[0]
+    assert external_id == "msg_first"          # Standard Webhooks' webhook-id dedupes
+    assert event_type == "invoice.paid"
+    assert status == "pending"
+    assert payload == {"type": "invoice.paid", "data": {"id": "in_1", "amount": 42}}
+    assert bytes(raw) == body                   # the exact bytes that were verified
+    assert stored_headers["webhook-id"] == "msg_first"
+    assert "authorization" not in stored_headers
+
+    again = hookd.post("/in/std", body=body, headers=headers)
+    assert again.status == 200, again
+    assert again.body == {"status": "duplicate", "id": r.body["id"]}
+    assert count_events(hookd, "std") == 1
+
+
+def test_refusals_store_nothing(hookd):
+    make_source(hookd, slug="strict", verifier={"scheme": "standard"}, secret=STD_SECRET,
+                max_body=512)
+    body = b'{"type":"a"}'
+    good = std_headers(STD_SECRET, body)
+
+    assert_error(hookd.post("/in/nope", body=body, headers=good), 404, "not_found")
+    assert_error(hookd.post("/in/strict", body=body,
+                            headers={**good, "Content-Type": "text/plain"}),
+                 415, "unsupported_media_type")
+    assert_error(hookd.post("/in/strict", body=b"x" * 600,
+                            headers=std_headers(STD_SECRET, b"x" * 600)), 413, "payload_too_large")
+    missing = {"Content-Type": "application/json"}
+    assert_error(hookd.post("/in/strict", body=body, headers=missing), 400, "missing_signature")
+    bad = dict(good)
+    bad["webhook-signature"] = std_sign(STD_SECRET, good["webhook-id"],
+                                        good["webhook-timestamp"], b'{"type":"b"}')
+    assert_error(hookd.post("/in/strict", body=body, headers=bad), 401, "invalid_signature")
+    stale = std_headers(STD_SECRET, body, ts=int(time.time()) - 3600)
+    assert_error(hookd.post("/in/strict", body=body, headers=stale), 401, "stale_timestamp")
+    not_json = b'{"type": '
+    assert_error(hookd.post("/in/strict", body=not_json, headers=std_headers(STD_SECRET, not_json)),
+                 400, "invalid_json")
+    assert count_events(hookd, "strict") == 0
+
+    # inactive source
+    src = hookd.get("/api/v1/sources/strict", auth=True).body
+    assert hookd.patch(f"/api/v1/sources/{src['id']}", json={"active": False}, auth=True).status == 200
+    hh.wait_until(lambda: hookd.post("/in/strict", body=body,
+                                     headers={"Content-Type": "text/plain"}).status == 410, 5,
+                  message="inactive source answering 410")
+    assert_error(hookd.post("/in/strict", body=body, headers=std_headers(STD_SECRET, body)),
+                 410, "source_inactive")
+    assert count_events(hookd, "strict") == 0
+
+
+def test_ip_allowlist_and_rate_limit(hookd):
+    make_source(hookd, slug="walled", ip_allowlist=["10.0.0.0/8"])
+    assert_error(hookd.post("/in/walled", json={"a": 1}), 403, "forbidden")
+    assert count_events(hookd, "walled") == 0
+
+    make_source(hookd, slug="slow", rate_limit={"per_second": 0.5, "burst": 2})
+    statuses = [hookd.post("/in/slow", json={"n": i}) for i in range(4)]
+    assert [r.status for r in statuses[:2]] == [202, 202], statuses
+    limited = [r for r in statuses[2:] if r.status == 429]
+    assert limited, statuses
+    assert_error(limited[0], 429, "rate_limited")
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert count_events(hookd, "slow") == sum(1 for r in statuses if r.status == 202)
+
+
+def test_rotated_secret(hookd):
+    src = make_source(hookd, slug="rot", verifier={"scheme": "standard"}, secret=STD_SECRET)
+    new_secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    r = hookd.post(f"/api/v1/sources/{src['id']}/rotate-secret", json={"secret": new_secret},
+                   auth=True)
+    assert r.status == 200, r
+    old_id = [s["id"] for s in r.body["secrets"] if s["id"] != r.body["secrets"][0]["id"]][0]
+
+    def accepted(secret):
+        body = json.dumps({"type": "t", "nonce": uuid.uuid4().hex}).encode()
+        return hookd.post("/in/rot", body=body, headers=std_headers(secret, body)).status
+
+    hh.wait_until(lambda: accepted(new_secret) == 202, 5, message="new secret accepted")
+    assert accepted(STD_SECRET) == 202, "old secret still accepted during the overlap"
+    assert hookd.delete(f"/api/v1/sources/{src['id']}/secrets/{old_id}", auth=True).status == 204
+    hh.wait_until(lambda: accepted(STD_SECRET) == 401, 5, message="old secret refused once removed")
+    assert accepted(new_secret) == 202
+
+
+def test_slack_handshake_not_stored(hookd):
+    secret = "8f742231b10e8888abcd99yyyzzz85a5"
+    make_source(hookd, slug="slack", verifier={"scheme": "slack"}, secret=secret)
+    body = json.dumps({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+                       "type": "url_verification"}).encode()
+    ts = str(int(time.time()))
+    sig = "v0=" + hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    r = hookd.post("/in/slack", body=body, headers={
+        "Content-Type": "application/json", "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sig})
+    assert r.status == 200, r
+    assert r.body == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+    assert count_events(hookd, "slack") == 0
+
+
+SYNC_SQL = """
+CREATE TABLE IF NOT EXISTS public.orders (id text PRIMARY KEY, total numeric);
+CREATE TABLE IF NOT EXISTS public.blocked (id text PRIMARY KEY);
+CREATE OR REPLACE FUNCTION public.take_order(event jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM public.blocked WHERE id = event->'payload'->>'id') THEN
+        RAISE EXCEPTION 'order % refused', event->'payload'->>'id';
+    END IF;
+    INSERT INTO public.orders VALUES (event->'payload'->>'id', (event->'payload'->>'total')::numeric);
+    RETURN jsonb_build_object('status', 201, 'body',
+        jsonb_build_object('ok', true, 'order', event->'payload'->>'id', 'source', event->>'source'));
+END $$;
+"""
+
+
+def test_sync_handler_answers(hookd):
+    hookd.sql(SYNC_SQL)
+    make_source(hookd, slug="shop", dedupe_key="json:$.id",
+                handler={"type": "sql_sync", "function": "public.take_order"})
+    r = hookd.post("/in/shop", json={"id": "o-1", "total": 12.5})
+    assert r.status == 201, r
+    assert r.body == {"ok": True, "order": "o-1", "source": "shop"}
+    assert hookd.sql("SELECT total FROM public.orders WHERE id = 'o-1'")[0][0] == 12.5
+    status, result = hookd.sql("SELECT status, result FROM hookd.events WHERE external_id = 'o-1'")[0]
+    assert status == "processed" and result["body"]["order"] == "o-1"
+    logs = hookd.sql("SELECT action, success FROM hookd.event_logs l JOIN hookd.events e"
+                     " ON e.id = l.event_id WHERE e.external_id = 'o-1'")
+    assert logs == [("sql_sync", True)]
+
+    # A repeat gets the same answer without running the handler again.
+    again = hookd.post("/in/shop", json={"id": "o-1", "total": 12.5})
+    assert again.status == 201 and again.body == r.body
+    assert hookd.sql("SELECT count(*) FROM public.orders")[0][0] == 1
+
+    # A failing handler: 500, the event kept as failed, its work rolled back; the
+    # sender's retry runs the handler again.
+    hookd.sql("INSERT INTO public.blocked VALUES ('o-2')")
+    bad = hookd.post("/in/shop", json={"id": "o-2", "total": 1})
+    assert_error(bad, 500, "handler_failed")
+    assert "order o-2 refused" in bad.body["message"]
+    assert hookd.sql("SELECT status FROM hookd.events WHERE external_id = 'o-2'")[0][0] == "failed"
+    assert hookd.sql("SELECT count(*) FROM public.orders WHERE id = 'o-2'")[0][0] == 0
+    hookd.sql("DELETE FROM public.blocked")
+    fixed = hookd.post("/in/shop", json={"id": "o-2", "total": 1})
+    assert fixed.status == 201, fixed
+    assert hookd.sql("SELECT status FROM hookd.events WHERE external_id = 'o-2'")[0][0] == "processed"
+
+
+def test_group_commit_batches(hookd_factory):
+    h = hookd_factory(config={"ingest_inflight_max": 1})
+    make_source(h, slug="bulk")
+    n = 120
+    results = [None] * n
+    start = threading.Barrier(n)
+
+    def send(i):
+        start.wait()
+        results[i] = h.post("/in/bulk", json={"n": i})
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(r is not None and r.status == 202 for r in results), results
+    ids = {r.body["id"] for r in results}
+    assert len(ids) == n
+    stored = {str(x[0]) for x in h.sql("SELECT e.id FROM hookd.events e JOIN hookd.sources s"
+                                       " ON s.id = e.source_id WHERE s.slug = 'bulk'")}
+    assert ids <= stored
+    m = h.metrics()
+    commits = m[hh.metric_key("hookd_ingest_commit_events_count")]
+    single = m[hh.metric_key("hookd_ingest_commit_events_bucket", le="1")]
+    # Some commit carried several events: requests arriving while one was in flight
+    # shared the next one.
+    assert single < commits, (single, commits)
+
+
+def test_database_down_gives_503_and_stores_nothing(pg, hookd):
+    make_source(hookd, slug="down")
+    before = count_events(hookd, "down")
+    pg.stop("fast")
+    try:
+        r = hookd.post("/in/down", json={"marker": "while-down"})
+        assert_error(r, 503, "unavailable")
+        assert int(r.headers["Retry-After"]) >= 1
+    finally:
+        pg.start()
+    hh.wait_until(lambda: hookd.get("/readyz").status == 200, 10, message="ready again")
+    assert count_events(hookd, "down") == before
+    assert hookd.sql("SELECT count(*) FROM hookd.events WHERE payload->>'marker' = 'while-down'")[0][0] == 0
+    assert hookd.post("/in/down", json={"marker": "after"}).status == 202
+
+
+WRK_SCRIPT = r"""
+local counter = 0
+function setup(thread)
+    thread:set("tid", counter)
+    counter = counter + 1
+end
+function init(args)
+    out = io.open(os.getenv("WRK_OUT") .. "." .. tid, "w")
+    wrk.method = "POST"
+    wrk.body = '{"type":"load.test","data":{"filler":"0123456789012345678901234567890123456789"}}'
+    wrk.headers["Content-Type"] = "application/json"
+end
+function response(status, headers, body)
+    if status >= 200 and status < 300 then
+        out:write(body, "\n")
+        out:flush()
+    end
+end
+"""
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_kill9_during_wrk_every_2xx_is_stored(hookd_factory, test_root):
+    h = hookd_factory()
+    make_source(h, slug="load")
+    script = os.path.join(test_root, "kill9.lua")
+    outbase = os.path.join(test_root, "kill9-ids")
+    with open(script, "w") as f:
+        f.write(WRK_SCRIPT)
+    wrk = subprocess.Popen(["wrk", "-t2", "-c32", "-d4s", "-s", script,
+                            f"http://127.0.0.1:{h.port}/in/load"],
+                           env={**os.environ, "WRK_OUT": outbase},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(1.5)
+    h.kill9()
+    wrk.communicate(timeout=30)
+    answered = []
+    for tid in (0, 1):
+        path = f"{outbase}.{tid}"
+        if os.path.exists(path):
+            with open(path) as f:
+                answered += [json.loads(line)["id"] for line in f if line.strip()]
+    assert len(answered) > 100, f"only {len(answered)} answers before the kill"
+    stored = {str(x[0]) for x in h.sql("SELECT id FROM hookd.events")}
+    missing = [i for i in answered if i not in stored]
+    assert not missing, f"{len(missing)} of {len(answered)} ids answered 2xx are not stored"
