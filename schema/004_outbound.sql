@@ -12,13 +12,14 @@ CREATE INDEX deliveries_subscription_status ON hookd.deliveries (subscription_id
 
 -- Does a subscription's events filter take this message? The filter is a JSON array of
 -- event-type patterns ("order.created", "order.*", "*") and/or table objects
--- {"table": "users" | "public.users", "operations": ["INSERT", ...]}. Patterns match event
--- types; table objects match change messages only.
+-- {"table": "users" | "public.users", "operations": ["INSERT", ...]}. Patterns match the
+-- event types of published messages; table objects match change messages (p_table set)
+-- only, so a "*" subscriber is not flooded with row changes it never asked for.
 CREATE FUNCTION hookd.event_matches(filter jsonb, p_type text, p_schema text, p_table text,
                                     p_op text)
 RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(bool_or(CASE
-        WHEN jsonb_typeof(f) = 'string' THEN
+        WHEN jsonb_typeof(f) = 'string' AND p_table IS NULL THEN
             f #>> '{}' = '*'
             OR f #>> '{}' = p_type
             OR (right(f #>> '{}', 2) = '.*'

@@ -21,6 +21,7 @@
 #include "hookd/api_system.h"
 #include "hookd/app.h"
 #include "hookd/auth.h"
+#include "hookd/capture.h"
 #include "hookd/cli.h"
 #include "hookd/compat.h"
 #include "hookd/config.h"
@@ -226,6 +227,8 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 
 	busy += ingest_busy(app->ingest);
 	busy += process_busy(app->process);
+	busy += capture_busy(app->capture);
+	/* @outbound-busy@ */
 	if (busy == 0 && http_server_flushed(app->http)) {
 		log_info("drained; exiting");
 		event_base_loopexit(app->base, NULL);
@@ -352,6 +355,8 @@ run(struct app *app)
 	app->ingest = ingest_new(app);
 	app->process = process_new(app);
 	ingest_on_work(app->ingest, process_kick_cb, app->process);
+	app->capture = capture_new(app);
+	/* @outbound-new@ */
 
 	http_limits_from(&app->cfg, &lim);
 	raise_fd_limit(app->cfg.http_max_connections);
@@ -363,6 +368,8 @@ run(struct app *app)
 	compat_memory_register(app);
 	api_sources_register(app);
 	api_inbound_register(app);
+	api_watches_register(app);
+	/* @outbound-routes@ */
 	if (http_server_listen(app->http, app->cfg.listen, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;
@@ -406,6 +413,8 @@ teardown(struct app *app)
 	if (app->db != NULL)
 		db_free(app->db);
 	app->db = NULL;
+	/* @outbound-free@ */
+	capture_free(app->capture);
 	process_free(app->process);
 	ingest_free(app->ingest);
 	sources_free(app->sources);

@@ -18,6 +18,10 @@ struct sources;
 struct ingest;
 struct process;
 struct wheel_driver;
+struct subscriptions;
+struct deliver;
+struct http_client;
+struct capture;
 
 struct app {
 	struct event_base *base;
@@ -34,6 +38,10 @@ struct app {
 	struct sources *sources;     /* inbound sources cache */
 	struct ingest *ingest;       /* inbound receive path */
 	struct process *process;     /* inbound handler worker */
+	struct subscriptions *subscriptions; /* outbound subscriptions cache */
+	struct deliver *deliver;     /* outbound delivery worker */
+	struct http_client *client;  /* outbound HTTP */
+	struct capture *capture;     /* change reader */
 	unsigned char master_key[32]; /* seals secrets at rest */
 	int schema_version;          /* applied version, -1 while unknown */
 	int migrating;               /* a migration is running */

@@ -45,6 +45,21 @@ struct config {
 	int64_t process_batch;
 	int64_t process_lease;
 	int64_t process_poll_interval;
+	char *outbound_allow_networks;
+	int64_t outbound_tls_verify;
+	char *outbound_ca_file;
+	int64_t outbound_max_per_origin;
+	int64_t outbound_idle_timeout;
+	int64_t deliver_batch;
+	int64_t deliver_concurrency;
+	int64_t deliver_lease;
+	int64_t deliver_poll_interval;
+	int64_t retry_after_max;
+	int64_t disable_after_dead;
+	char *event_types;
+	int64_t capture_batch;
+	int64_t capture_poll_interval;
+	int64_t capture_retention;
 };
 
 struct config_key {
