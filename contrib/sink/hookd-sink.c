@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -335,6 +336,13 @@ conn_note(struct evhttp_request *req)
 			break;
 	}
 	if (sc == NULL) {
+		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+		int one = 1;
+
+		/* A TLS answer leaves in several records: do not let Nagle hold the last one. */
+		if (bev != NULL && bufferevent_getfd(bev) >= 0)
+			(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof(one));
 		sc = xmalloc(sizeof(*sc));
 		sc->evcon = evcon;
 		sc->id = ++next_conn_id;
