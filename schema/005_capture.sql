@@ -137,3 +137,43 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- A subscription whose events name {table, operations} makes hookd watch those tables, in
+-- the transaction that writes the subscription: if a table does not exist or the database
+-- user may not create triggers on it, the write fails and no half-made subscription is
+-- left. A table's trigger covers the union of the operations asked for (never fewer than
+-- it had: unwatching is explicit).
+CREATE FUNCTION hookd.subscription_watch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    f jsonb;
+    tbl regclass;
+    ops text[];
+    have text[];
+BEGIN
+    IF NOT NEW.enabled OR jsonb_typeof(NEW.events) <> 'array' THEN
+        RETURN NULL;
+    END IF;
+    FOR f IN SELECT e FROM jsonb_array_elements(NEW.events) e WHERE jsonb_typeof(e) = 'object'
+    LOOP
+        tbl := to_regclass(f->>'table');
+        IF tbl IS NULL THEN
+            RAISE EXCEPTION 'no table "%" to watch', f->>'table'
+                USING ERRCODE = 'undefined_table';
+        END IF;
+        ops := ARRAY(SELECT DISTINCT upper(o) FROM jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(f->'operations') = 'array'
+                      AND jsonb_array_length(f->'operations') > 0
+                 THEN f->'operations' ELSE '["INSERT", "UPDATE", "DELETE"]' END) o);
+        SELECT w.operations INTO have FROM hookd.watches w WHERE w."table" = tbl::text;
+        IF have IS NOT NULL AND ops <@ have THEN
+            CONTINUE;
+        END IF;
+        PERFORM hookd.watch(tbl, ARRAY(SELECT DISTINCT x FROM unnest(coalesce(have, '{}') || ops) x));
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER subscriptions_watch AFTER INSERT OR UPDATE OF events, enabled
+    ON hookd.subscriptions FOR EACH ROW EXECUTE FUNCTION hookd.subscription_watch();

@@ -26,6 +26,7 @@
 #include "hookd/compat.h"
 #include "hookd/config.h"
 #include "hookd/db.h"
+#include "hookd/deliver.h"
 #include "hookd/http_server.h"
 #include "hookd/ingest.h"
 #include "hookd/listen.h"
@@ -33,8 +34,10 @@
 #include "hookd/metrics.h"
 #include "hookd/migrate.h"
 #include "hookd/process.h"
+#include "hookd/publish.h"
 #include "hookd/seal.h"
 #include "hookd/sources.h"
+#include "hookd/subscriptions.h"
 #include "hookd/wheel.h"
 
 #define JANITOR_MS 1000
@@ -158,6 +161,7 @@ migrated_cb(int rc, int version, const char *err, void *arg)
 		/* Caches that failed to load against the old schema load now. */
 		sources_refresh(app->sources);
 		auth_refresh(app->auth);
+		subscriptions_refresh(app->subscriptions);
 	} else {
 		log_error("migration failed: %s", err);
 	}
@@ -228,7 +232,7 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	busy += ingest_busy(app->ingest);
 	busy += process_busy(app->process);
 	busy += capture_busy(app->capture);
-	/* @outbound-busy@ */
+	busy += deliver_busy(app->deliver);
 	if (busy == 0 && http_server_flushed(app->http)) {
 		log_info("drained; exiting");
 		event_base_loopexit(app->base, NULL);
@@ -278,6 +282,8 @@ janitor_cb(evutil_socket_t fd, short what, void *arg)
 	maybe_migrate(app);
 	if (!sources_loaded(app->sources))
 		sources_refresh(app->sources);
+	if (!subscriptions_loaded(app->subscriptions))
+		subscriptions_refresh(app->subscriptions);
 	if (ticks % KEY_FLUSH_EVERY == 0)
 		auth_flush(app->auth);
 }
@@ -356,7 +362,8 @@ run(struct app *app)
 	app->process = process_new(app);
 	ingest_on_work(app->ingest, process_kick_cb, app->process);
 	app->capture = capture_new(app);
-	/* @outbound-new@ */
+	app->subscriptions = subscriptions_new(app);
+	app->deliver = deliver_new(app);
 
 	http_limits_from(&app->cfg, &lim);
 	raise_fd_limit(app->cfg.http_max_connections);
@@ -369,7 +376,9 @@ run(struct app *app)
 	api_sources_register(app);
 	api_inbound_register(app);
 	api_watches_register(app);
-	/* @outbound-routes@ */
+	api_subscriptions_register(app);
+	api_events_register(app);
+	api_deliveries_register(app);
 	if (http_server_listen(app->http, app->cfg.listen, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;
@@ -413,7 +422,8 @@ teardown(struct app *app)
 	if (app->db != NULL)
 		db_free(app->db);
 	app->db = NULL;
-	/* @outbound-free@ */
+	deliver_free(app->deliver);
+	subscriptions_free(app->subscriptions);
 	capture_free(app->capture);
 	process_free(app->process);
 	ingest_free(app->ingest);

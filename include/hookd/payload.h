@@ -57,6 +57,12 @@ int payload_shared(const struct payload_message *m, enum payload_format format);
 int payload_parse_time(const char *s, uint64_t *ms) WUR;
 
 /*
+ * A response body as Postgres text (malloc'd, NUL-terminated): bytes that are not UTF-8,
+ * and NUL bytes, become U+FFFD. *outlen (if not NULL) gets its length.
+ */
+char *payload_response_text(const char *body, size_t len, size_t *outlen);
+
+/*
  * Reorder the keys of every object in o, recursively, the way JavaScript orders an
  * object's own properties: array-index keys ("0" .. "4294967294", canonical) first in
  * ascending order, then the others in insertion order. Returns o, or a replacement for

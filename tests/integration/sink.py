@@ -152,6 +152,10 @@ class Sink:
         finally:
             self.destroy()
 
+    def describe(self):
+        """For the failure report (conftest.py): the tail of the sink's stderr."""
+        return f"hookd-sink stderr {self.err_path}", hh.tail(self.err_path, 30)
+
     def destroy(self):
         """Last-resort cleanup (the harness's atexit hook calls this)."""
         if self.proc is not None and self.proc.poll() is None:

@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: ISC
+"""Outbound delivery against the project's sink: signed POSTs, retries at the scheduled
+times (on the timing wheel), dead letters and replay, 410 and consecutive deaths disabling a
+subscription (with a webhook.disabled message), timeouts, the SSRF guard, Retry-After,
+secret rotation, change payloads, and a drain that finishes what is in flight.
+
+Each test gets a database of its own; webhooks are made and events published through the
+API, as a user would.
+"""
+
+import json
+import signal
+import time
+
+import hookd_harness as hh
+from outbound import (attempts, create_webhook, delivery, fresh, hex_hmac, js_stringify,
+                      publish, standard_signatures, wait_delivery)
+from sink import sink  # noqa: F401  (fixture)
+
+
+def gaps(reqs):
+    return [(b["ms"] - a["ms"]) / 1000.0 for a, b in zip(reqs, reqs[1:])]
+
+
+def test_fails_twice_then_succeeds_on_schedule(pg, hookd_factory, sink):
+    """Default policy: retry 1 after ~1 s, retry 2 after ~2 s (+-10 % jitter); all stored."""
+    h = fresh(pg, hookd_factory)
+    wh = create_webhook(h, sink.url("/flaky?fail=2&status=500"))
+    mid = publish(h, "order.created", {"order_id": "ord_789", "total": 99.99})
+
+    reqs = sink.wait_for(3, path="/flaky", timeout=15 * hh.SLOW)
+    d = wait_delivery(h, mid, "succeeded", 5)
+    assert d["attempts"] == 3 and d["last_status"] == 200 and d["last_error"] is None
+    assert d["completed_at"] is not None and d["lease_until"] is None
+    g1, g2 = gaps(reqs)
+    # The schedule, not a performance bound: jitter is +-10 %, plus a little for the
+    # write-back, the wheel's 10 ms granule and the lease.
+    slack = 0.35 * hh.SLOW
+    assert 0.9 - 0.02 <= g1 <= 1.1 + slack, f"retry 1 came {g1:.3f} s after the first attempt"
+    assert 1.8 - 0.02 <= g2 <= 2.2 + slack, f"retry 2 came {g2:.3f} s after retry 1"
+
+    att = attempts(h, d["id"])
+    assert [a["attempt"] for a in att] == [1, 2, 3]
+    assert [a["status_code"] for a in att] == [500, 500, 200]
+    assert all(a["duration_ms"] is not None and a["duration_ms"] >= 0 for a in att)
+    assert all(a["error"] is None for a in att)
+    assert att[2]["response_body"] == "ok"
+    # The same message id on every attempt; the body is the seed 003 envelope, compact.
+    assert {r["headers"]["webhook-id"] for r in reqs} == {mid}
+    body = json.loads(reqs[0]["body"])
+    assert list(body) == ["id", "event", "created_at", "data"]
+    assert body["id"] == mid and body["event"] == "order.created"
+    assert body["data"] == {"order_id": "ord_789", "total": 99.99}
+    assert body["created_at"].endswith("Z")
+    assert reqs[0]["body"] == js_stringify(body)
+    for r in reqs:
+        hdr = r["headers"]
+        assert hdr["content-type"] == "application/json"
+        assert hdr["user-agent"].startswith("hookd/")
+        ts = int(hdr["webhook-timestamp"])
+        assert abs(ts - r["ms"] / 1000) < 5
+        assert hdr["webhook-signature"] == standard_signatures(
+            wh["secret"], mid, ts, r["body"].encode())
+    # The timestamps differ per attempt (this attempt's time), the signature follows them.
+    assert reqs[0]["headers"]["webhook-timestamp"] != reqs[2]["headers"]["webhook-timestamp"]
+    assert h.metric("hookd_deliveries_total", outcome="retry") == 2
+    assert h.metric("hookd_deliveries_total", outcome="succeeded") == 1
+    assert h.metric("hookd_delivery_attempts_total", result="5xx") == 2
+
+
+def test_always_failing_is_dead_then_replayed(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory)
+    # 4 attempts (3 retries at 0.2, 0.4, 0.8 s) fail; the sink answers 200 from the 5th on.
+    wh = create_webhook(h, sink.url("/down?fail=4&status=502"), retry_backoff_seconds=0.2)
+    mid = publish(h)
+    d = wait_delivery(h, mid, "dead", 10)
+    assert d["attempts"] == 4 and d["last_status"] == 502
+    assert "retries exhausted" in d["last_error"]
+    assert sink.count("/down") == 4
+    assert h.sql("SELECT failure_streak FROM hookd.subscriptions WHERE id = %s",
+                 wh["id"])[0][0] == 1
+
+    r = h.get("/api/v1/dead-letters", auth=True)
+    assert r.status == 200
+    assert [x["id"] for x in r.body["data"]] == [d["id"]]
+    assert r.body["data"][0]["status"] == "dead" and r.body["data"][0]["attempts"] == 4
+    r = h.get(f"/api/v1/dead-letters?subscription={wh['id']}", auth=True)
+    assert [x["id"] for x in r.body["data"]] == [d["id"]]
+
+    r = h.post(f"/api/v1/dead-letters/{d['id']}/replay", auth=True)
+    assert r.status == 202, r.body
+    assert r.body == {"id": d["id"], "status": "pending", "previous_status": "dead"}
+    d = wait_delivery(h, mid, "succeeded", 5)
+    assert d["attempts"] == 1  # reset by the replay
+    assert [a["status_code"] for a in attempts(h, d["id"])] == [502] * 4 + [200]
+    assert h.get("/api/v1/dead-letters", auth=True).body["data"] == []
+    assert h.sql("SELECT failure_streak FROM hookd.subscriptions WHERE id = %s",
+                 wh["id"])[0][0] == 0
+    # A delivery that is not dead is not replayed.
+    r = h.post(f"/api/v1/dead-letters/{d['id']}/replay", auth=True)
+    assert r.status == 409 and "succeeded" in r.body["message"]
+    r = h.post("/api/v1/dead-letters/00000000-0000-0000-0000-000000000000/replay", auth=True)
+    assert r.status == 404
+
+
+def test_410_disables_and_announces(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory)
+    watcher = create_webhook(h, sink.url("/watch"), name="watcher", events=["webhook.*"])
+    gone = create_webhook(h, sink.url("/gone?status=410"), name="gone one",
+                          events=["order.*"])
+    mid = publish(h)
+    d = wait_delivery(h, mid, "dead", 10, wid=gone["id"])
+    assert d["attempts"] == 1 and d["last_status"] == 410
+    assert "not retried" in d["last_error"]
+    enabled, reason, at = h.sql("SELECT enabled, disabled_reason, disabled_at FROM"
+                                " hookd.subscriptions WHERE id = %s", gone["id"])[0]
+    assert enabled is False and at is not None
+    assert "410" in reason
+    # webhook.disabled is published (origin system) and delivered to its subscribers.
+    msgs = h.sql("SELECT id, origin, data::text FROM hookd.messages"
+                 " WHERE event_type = 'webhook.disabled'")
+    assert len(msgs) == 1 and msgs[0][1] == "system"
+    assert json.loads(msgs[0][2]) == {"webhook_id": gone["id"], "name": "gone one",
+                                      "url": gone["url"], "reason": reason}
+    got = sink.wait_for(1, path="/watch", timeout=5 * hh.SLOW)
+    body = json.loads(got[0]["body"])
+    assert body["event"] == "webhook.disabled" and body["data"]["webhook_id"] == gone["id"]
+    # The API shows it; a new message makes no delivery for it.
+    r = h.get(f"/api/v1/webhooks/{gone['id']}", auth=True)
+    assert r.body["enabled"] is False and "410" in r.body["disabled_reason"]
+    mid2 = publish(h)
+    time.sleep(0.3)
+    assert h.sql("SELECT count(*) FROM hookd.deliveries WHERE message_id = %s"
+                 " AND subscription_id = %s", mid2, gone["id"])[0][0] == 0
+    assert sink.count("/gone") == 1
+    assert watcher["id"]
+
+
+def test_consecutive_dead_deliveries_disable(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, disable_after_dead=3)
+    wh = create_webhook(h, sink.url("/broken?status=500"), max_retries=0, name="broken")
+    mids = [publish(h) for _ in range(3)]
+    for m in mids:
+        wait_delivery(h, m, "dead", 10)
+    hh.wait_until(lambda: h.sql("SELECT NOT enabled FROM hookd.subscriptions WHERE id = %s",
+                                wh["id"])[0][0], 5 * hh.SLOW, message="subscription disabled")
+    streak, reason = h.sql("SELECT failure_streak, disabled_reason FROM hookd.subscriptions"
+                           " WHERE id = %s", wh["id"])[0]
+    assert streak == 3
+    assert "3 deliveries in a row" in reason
+    assert h.sql("SELECT count(*) FROM hookd.messages WHERE event_type = 'webhook.disabled'"
+                 " AND data->>'webhook_id' = %s", wh["id"])[0][0] == 1
+    # A delivery leased for a subscription that is disabled by then is a dead letter,
+    # without an attempt, with a clear reason.
+    h.sql("INSERT INTO hookd.messages (id, event_type, data) VALUES ('evt_late', 'x', '{}')")
+    h.sql("INSERT INTO hookd.deliveries (id, message_id, subscription_id) VALUES"
+          " (gen_random_uuid(), 'evt_late', %s)", wh["id"])
+    h.sql("NOTIFY hookd_deliveries")
+    d = wait_delivery(h, "evt_late", "dead", 5)
+    assert d["attempts"] == 0 and "disabled" in d["last_error"]
+    assert attempts(h, d["id"]) == []
+
+
+def test_slow_receiver_times_out(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory)
+    create_webhook(h, sink.url("/slow?delay_ms=3000"), timeout_seconds=1, max_retries=0)
+    t0 = time.monotonic()
+    mid = publish(h)
+    d = wait_delivery(h, mid, "dead", 10)
+    assert time.monotonic() - t0 < 3.0 * hh.SLOW
+    (a,) = attempts(h, d["id"])
+    assert a["status_code"] is None
+    assert "timeout" in a["error"]
+    assert 900 <= a["duration_ms"] <= 1500 * hh.SLOW
+    assert "timeout" in d["last_error"] and d["last_status"] is None
+    assert h.metric("hookd_delivery_attempts_total", result="timeout") == 1
+    # Let the sink's own delayed answer fire before it is stopped.
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - t0)))
+
+
+def test_refused_network_makes_no_connection(pg, hookd_factory, sink):
+    # No outbound_allow_networks: loopback (the sink) and link-local are refused.
+    h = fresh(pg, hookd_factory, outbound_allow_networks=None)
+    create_webhook(h, sink.url("/never"), max_retries=0, name="loopback")
+    create_webhook(h, "http://169.254.169.254/latest/meta-data/", max_retries=0,
+                   name="metadata")
+    mid = publish(h)
+    rows = hh.wait_until(lambda: (lambda r: r if len(r) == 2 and all(x[0] == "dead" for x in r)
+                                  else None)(
+        h.sql("SELECT d.status::text, a.error, a.status_code FROM hookd.deliveries d"
+              " JOIN hookd.attempts a ON a.delivery_id = d.id WHERE d.message_id = %s"
+              " ORDER BY a.error", mid)), 10 * hh.SLOW, message="both refused")
+    errors = " | ".join(r[1] for r in rows)
+    assert "169.254.169.254 is a link-local address" in errors
+    assert "127.0.0.1 is a loopback address" in errors
+    assert all("outbound_allow_networks" in r[1] for r in rows)
+    assert all(r[2] is None for r in rows)
+    st = sink.stats()
+    assert st["received"] == 0 and st["connections"] == 0
+    assert h.metric("hookd_delivery_attempts_total", result="refused") == 2
+
+
+def test_retry_after_is_honoured(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory)
+    create_webhook(h, sink.url("/busy?fail=1&status=429&retry_after=3"), name="429")
+    create_webhook(h, sink.url("/unavailable?fail=1&status=503&retry_after=2"), name="503")
+    create_webhook(h, sink.url("/plain?fail=1&status=500&retry_after=3"), name="500")
+    mid = publish(h)
+    busy = sink.wait_for(2, path="/busy", timeout=10 * hh.SLOW)
+    unavailable = sink.wait_for(2, path="/unavailable", timeout=10 * hh.SLOW)
+    plain = sink.wait_for(2, path="/plain", timeout=10 * hh.SLOW)
+    (g429,), (g503,), (g500,) = gaps(busy), gaps(unavailable), gaps(plain)
+    assert 3.0 <= g429 <= 3.0 + 0.4 * hh.SLOW, f"429 retried after {g429:.3f} s"
+    assert 2.0 <= g503 <= 2.0 + 0.4 * hh.SLOW, f"503 retried after {g503:.3f} s"
+    # Only 429 and 503 ask: a 500's Retry-After is ignored (the 1 s backoff applies).
+    assert 0.88 <= g500 <= 1.1 + 0.4 * hh.SLOW, f"500 retried after {g500:.3f} s"
+    for wid in h.sql("SELECT subscription_id::text FROM hookd.deliveries WHERE message_id = %s",
+                     mid):
+        wait_delivery(h, mid, "succeeded", 5, wid=wid[0])
+
+
+def test_retry_after_is_clamped(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, retry_after_max="1s")
+    create_webhook(h, sink.url("/clamp?fail=1&status=503&retry_after=3600"),
+                   retry_backoff_seconds=5)
+    mid = publish(h)
+    reqs = sink.wait_for(2, path="/clamp", timeout=5 * hh.SLOW)
+    (g,) = gaps(reqs)
+    assert 1.0 <= g <= 1.0 + 0.4 * hh.SLOW
+    wait_delivery(h, mid, "succeeded", 5)
+
+
+def test_rotation_signs_with_both_secrets(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory)
+    old = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    wh = create_webhook(h, sink.url("/rot"), secret=old)
+    r = h.post(f"/api/v1/webhooks/{wh['id']}/rotate-secret", auth=True,
+               json={"expire_previous_after": 3600})
+    assert r.status == 200, r.body
+    new = r.body["secret"]
+    assert new != old
+    hh.wait_until(lambda: h.get(f"/api/v1/webhooks/{wh['id']}/secret", auth=True).status == 200,
+                  5, message="rotated")
+    time.sleep(0.3)  # the cache reloads on NOTIFY
+    mid = publish(h)
+    (req,) = sink.wait_for(1, path="/rot", timeout=5 * hh.SLOW)
+    hdr = req["headers"]
+    ts = int(hdr["webhook-timestamp"])
+    sigs = hdr["webhook-signature"].split(" ")
+    # One v1 signature per live secret, newest first.
+    assert sigs == [standard_signatures(new, mid, ts, req["body"].encode()),
+                    standard_signatures(old, mid, ts, req["body"].encode())]
+    # A webhook made with a secret through /api/v1 also carries seed 004's header,
+    # signed with the newest secret's own bytes over the compact body.
+    assert hdr["x-fluxbase-signature"] == hex_hmac(new, req["body"])
+
+
+def test_change_payload_seed_004(pg, hookd_factory, sink):
+    """A captured row change goes out in seed 004's shape, per webhook, signed."""
+    h = fresh(pg, hookd_factory)
+    h.sql("CREATE TABLE public.users (id int PRIMARY KEY, email text, note text)")
+    h.sql("SELECT hookd.watch('public.users')")
+    wh = create_webhook(h, sink.url("/users"), secret="fluxbase-secret-123",
+                        events=[{"table": "users", "operations": ["INSERT", "UPDATE"]}])
+    h.sql("INSERT INTO public.users VALUES (1, 'a@example.com', 'x/y')")
+    h.sql("UPDATE public.users SET email = 'b@example.com' WHERE id = 1")
+    h.sql("DELETE FROM public.users WHERE id = 1")
+    reqs = sink.wait_for(2, path="/users", timeout=10 * hh.SLOW)
+    time.sleep(0.3)
+    assert sink.count("/users") == 2  # DELETE is not subscribed
+    ins, upd = (json.loads(r["body"]) for r in reqs)
+    assert list(ins) == ["event", "table", "schema", "record", "old_record", "timestamp",
+                         "webhook_id"]
+    assert ins["event"] == "INSERT" and ins["table"] == "users" and ins["schema"] == "public"
+    assert ins["record"] == {"id": 1, "email": "a@example.com", "note": "x/y"}
+    assert ins["old_record"] is None
+    assert ins["webhook_id"] == wh["id"]
+    assert ins["timestamp"].endswith("Z") and len(ins["timestamp"]) == 24
+    assert upd["event"] == "UPDATE" and upd["old_record"]["email"] == "a@example.com"
+    for r in reqs:
+        assert r["body"] == js_stringify(json.loads(r["body"]))
+        assert r["headers"]["x-fluxbase-signature"] == hex_hmac("fluxbase-secret-123",
+                                                                r["body"])
+
+
+def test_sigterm_lets_sends_in_flight_finish(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory)
+    create_webhook(h, sink.url("/drain?delay_ms=1200"), timeout_seconds=5)
+    mid = publish(h)
+    sink.wait_for(1, path="/drain", timeout=5 * hh.SLOW)  # the request is at the sink
+    h.signal(signal.SIGTERM)
+    assert h.wait_exit(15 * hh.SLOW) == 0
+    d = delivery(h, mid)
+    assert d["status"] == "succeeded" and d["leased_by"] is None
+    assert len(attempts(h, d["id"])) == 1
