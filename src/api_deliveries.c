@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: ISC */
-/* Admin routes for outbound history: deliveries, attempts, dead letters, replay, test sends, stats. */
+/* Admin routes for outbound history: deliveries, attempts, dead letters, replay, test sends, stats.
+ */
 #include "config.h"
 
 #include <ctype.h>
@@ -28,31 +29,43 @@
  * response time, response body, timestamp). la is its latest attempt (LATERAL), m its
  * message.
  */
-#define DELIVERY_FIELDS                                                                      \
-	"'id', d.id, 'webhook_id', d.subscription_id, 'message_id', d.message_id,"            \
-	" 'event', m.event_type, 'status', d.status, 'attempts', d.attempts,"                \
-	" 'response_status', d.last_status, 'response_time_ms', d.last_duration_ms,"         \
-	" 'response_body', la.response_body, 'error', d.last_error,"                          \
-	" 'timestamp', " ISO("coalesce(la.started_at, d.created_at)") ","                    \
-	" 'next_attempt_at', CASE WHEN d.status IN ('pending', 'failed') THEN "              \
-	ISO("d.next_attempt_at") " END,"                                                       \
-	" 'created_at', " ISO("d.created_at") ", 'updated_at', " ISO("d.updated_at") ","      \
-	" 'completed_at', " ISO("d.completed_at")
-#define DELIVERY_FROM                                                                        \
-	" FROM hookd.deliveries d LEFT JOIN hookd.messages m ON m.id = d.message_id"          \
-	" LEFT JOIN LATERAL (SELECT a.response_body, a.started_at FROM hookd.attempts a"      \
+#define DELIVERY_FIELDS                                                                                                                  \
+	"'id', d.id, 'webhook_id', d.subscription_id, 'message_id', d.message_id,"                                                       \
+	" 'event', m.event_type, 'status', d.status, 'attempts', d.attempts,"                                                            \
+	" 'response_status', d.last_status, 'response_time_ms', d.last_duration_ms,"                                                     \
+	" 'response_body', la.response_body, 'error', d.last_error,"                                                                     \
+	" 'timestamp', " ISO(                                                                                                            \
+	    "coalesce(la.started_at, d.created_at)") ","                                                                                 \
+	                                             " 'next_attempt_at', CASE WHEN d.status IN "                                        \
+	                                             "('pending', 'failed') THEN " ISO(                                                  \
+	                                                 "d.next_attempt_at") " END,"                                                    \
+	                                                                      " 'created_at',"                                           \
+	                                                                      " " ISO("d.created_"                                       \
+	                                                                              "at") ", "                                         \
+	                                                                                    "'upd"                                       \
+	                                                                                    "ated"                                       \
+	                                                                                    "_at'"                                       \
+	                                                                                    ","                                          \
+	                                                                                    " " ISO(                                     \
+	                                                                                        "d.updated_at") ","                      \
+	                                                                                                        " 'completed_at', " ISO( \
+	                                                                                                            "d.completed_at")
+#define DELIVERY_FROM                                                                              \
+	" FROM hookd.deliveries d LEFT JOIN hookd.messages m ON m.id = d.message_id"               \
+	" LEFT JOIN LATERAL (SELECT a.response_body, a.started_at FROM hookd.attempts a"           \
 	"   WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1) la ON true"
 
 /* One attempt, with what it delivered. */
-#define ATTEMPT_JSON                                                                         \
-	"json_build_object('id', a.id, 'delivery_id', a.delivery_id,"                          \
-	" 'webhook_id', a.subscription_id, 'event_id', d.message_id, 'event', m.event_type,"   \
-	" 'attempt', a.attempt, 'started_at', " ISO("a.started_at") ","                        \
-	" 'duration_ms', a.duration_ms, 'status_code', a.status_code,"                       \
-	" 'success', coalesce(a.status_code BETWEEN 200 AND 299, false),"                    \
-	" 'response_body', a.response_body, 'error', a.error)::text"
-#define ATTEMPT_FROM                                                                         \
-	" FROM hookd.attempts a LEFT JOIN hookd.deliveries d ON d.id = a.delivery_id"         \
+#define ATTEMPT_JSON                                                                               \
+	"json_build_object('id', a.id, 'delivery_id', a.delivery_id,"                              \
+	" 'webhook_id', a.subscription_id, 'event_id', d.message_id, 'event', m.event_type,"       \
+	" 'attempt', a.attempt, 'started_at', " ISO(                                               \
+	    "a.started_at") ","                                                                    \
+	                    " 'duration_ms', a.duration_ms, 'status_code', a.status_code,"         \
+	                    " 'success', coalesce(a.status_code BETWEEN 200 AND 299, false),"      \
+	                    " 'response_body', a.response_body, 'error', a.error)::text"
+#define ATTEMPT_FROM                                                                               \
+	" FROM hookd.attempts a LEFT JOIN hookd.deliveries d ON d.id = a.delivery_id"              \
 	" LEFT JOIN hookd.messages m ON m.id = d.message_id"
 
 static const char sub_exists_sql[] = "SELECT 1 FROM hookd.subscriptions WHERE id = $1";
@@ -68,8 +81,9 @@ static const char deliveries_sql[] =
 
 static const char delivery_sql[] =
     "SELECT json_build_object(" DELIVERY_FIELDS ", 'message', json_build_object('id', m.id,"
-    "  'event', m.event_type, 'origin', m.origin, 'created_at', " ISO("m.created_at") ","
-    "  'data', m.data))::text" DELIVERY_FROM " WHERE d.id = $1";
+    "  'event', m.event_type, 'origin', m.origin, 'created_at', " ISO(
+        "m.created_at") ","
+                        "  'data', m.data))::text" DELIVERY_FROM " WHERE d.id = $1";
 
 static const char delivery_exists_sql[] = "SELECT 1 FROM hookd.deliveries WHERE id = $1";
 
@@ -77,14 +91,12 @@ static const char attempts_sql[] =
     "SELECT " ATTEMPT_JSON ATTEMPT_FROM " WHERE a.delivery_id = $1 ORDER BY a.id LIMIT $2";
 
 /* Seed 003's logs: a webhook's attempts, newest first. */
-static const char logs_sql[] =
-    "SELECT " ATTEMPT_JSON ATTEMPT_FROM " WHERE a.subscription_id = $1"
-    " ORDER BY a.started_at DESC, a.id DESC LIMIT $2";
+static const char logs_sql[] = "SELECT " ATTEMPT_JSON ATTEMPT_FROM " WHERE a.subscription_id = $1"
+                               " ORDER BY a.started_at DESC, a.id DESC LIMIT $2";
 
 /* Dead letters, most recently dead first; keyset pagination on (updated_at, id). */
 static const char dead_sql[] =
-    "SELECT json_build_object(" DELIVERY_FIELDS ", 'failure_id', d.id)::text, d.id"
-    DELIVERY_FROM
+    "SELECT json_build_object(" DELIVERY_FIELDS ", 'failure_id', d.id)::text, d.id" DELIVERY_FROM
     " WHERE d.status = 'dead' AND ($1::uuid IS NULL OR d.subscription_id = $1)"
     "   AND ($2::uuid IS NULL OR (d.updated_at, d.id) <"
     "        (SELECT b.updated_at, b.id FROM hookd.deliveries b WHERE b.id = $2))"
@@ -164,8 +176,9 @@ static const char stats_sql[] =
 
 /* Which reply shape a route speaks. */
 enum shape {
-	SHAPE_V1,        /* {"data": ...} / {"error", "message"} */
-	SHAPE_OMNISALES, /* seed 003: {"success": true, "data": ...} / {"success": false, "error"} */
+	SHAPE_V1, /* {"data": ...} / {"error", "message"} */
+	SHAPE_OMNISALES, /* seed 003: {"success": true, "data": ...} / {"success": false, "error"}
+	                  */
 };
 
 /* A request waiting on the database; owned by whoever holds the pending callback. */
@@ -191,13 +204,12 @@ actx_new(struct app *app, struct http_req *r, enum shape shape)
 
 /* --- replies --------------------------------------------------------------------------- */
 
-static void
-reply_error(struct http_req *r, enum shape shape, int status, const char *code, const char *fmt,
-    ...) PRINTF_LIKE(5, 6);
+static void reply_error(struct http_req *r, enum shape shape, int status, const char *code,
+    const char *fmt, ...) PRINTF_LIKE(5, 6);
 
 static void
-reply_error(struct http_req *r, enum shape shape, int status, const char *code, const char *fmt,
-    ...)
+reply_error(
+    struct http_req *r, enum shape shape, int status, const char *code, const char *fmt, ...)
 {
 	struct json_object *o;
 	char msg[512];
@@ -213,7 +225,6 @@ reply_error(struct http_req *r, enum shape shape, int status, const char *code, 
 	o = json_object_new_object();
 	json_set_bool(o, "success", 0);
 	json_set_str(o, "error", msg);
-	json_set_str(o, "code", code);
 	http_reply_json(r, status, o);
 }
 
@@ -267,8 +278,8 @@ reply_db_error(struct actx *c, const struct db_result *res)
 	case DB_ERR_LOST: break;
 	}
 	http_reply_header(c->req, "Retry-After", "1");
-	reply_error(c->req, c->shape, 503, "unavailable", "the database is unavailable: %s",
-	    res->error);
+	reply_error(
+	    c->req, c->shape, 503, "unavailable", "the database is unavailable: %s", res->error);
 	return 1;
 }
 
@@ -314,8 +325,8 @@ limit_param(struct http_req *r, enum shape shape, int max)
 	int64_t n = LIST_DEFAULT;
 
 	if (v != NULL && parse_int64(v, 1, max, &n) != 0) {
-		reply_error(r, shape, 400, "bad_request", "limit must be a whole number from 1 to %d",
-		    max);
+		reply_error(
+		    r, shape, 400, "bad_request", "limit must be a whole number from 1 to %d", max);
 		return -1;
 	}
 	return (int)n;
@@ -370,9 +381,8 @@ list_cb(const struct db_result *res, void *arg)
 	o = json_object_new_object();
 	json_set_obj(o, "data", rows_array(rows));
 	/* Pass as "before" for the next page; null on the last one. */
-	json_set_str(o, "next_before", n == c->limit && n > 0 && PQnfields(rows) > 1
-	                                   ? db_value(rows, n - 1, 1)
-	                                   : NULL);
+	json_set_str(o, "next_before",
+	    n == c->limit && n > 0 && PQnfields(rows) > 1 ? db_value(rows, n - 1, 1) : NULL);
 	http_reply_json(c->req, 200, o);
 out:
 	free(c);
@@ -635,7 +645,8 @@ replay_cb(const struct db_result *res, void *arg)
 		    "delivery %s is being sent right now", c->id);
 	else
 		reply_error(c->req, c->shape, 409, "conflict",
-		    "delivery %s is %s: only dead or failed deliveries are replayed", c->id, status);
+		    "delivery %s is %s: only dead or failed deliveries are replayed", c->id,
+		    status);
 out:
 	free(c);
 }
@@ -701,7 +712,8 @@ recover_cb(const struct db_result *res, void *arg)
 	    strncmp(res->sqlstate, "22", 2) == 0) {
 		char msg[300];
 
-		snprintf(msg, sizeof(msg), "since and until must be ISO 8601 times: %s", res->error);
+		snprintf(
+		    msg, sizeof(msg), "since and until must be ISO 8601 times: %s", res->error);
 		reply_invalid(c->req, c->shape, "since", msg);
 		goto out;
 	}
@@ -715,8 +727,9 @@ recover_cb(const struct db_result *res, void *arg)
 	enabled = db_value(rs, 0, 0);
 	reason = db_value(rs, 0, 1);
 	if (strcmp(enabled, "t") != 0) {
-		http_reply_error(c->req, 409, "conflict", "webhook %s is disabled%s%s; enable it first",
-		    c->id, reason ? ": " : "", reason ? reason : "");
+		http_reply_error(c->req, 409, "conflict",
+		    "webhook %s is disabled%s%s; enable it first", c->id, reason ? ": " : "",
+		    reason ? reason : "");
 		goto out;
 	}
 	n = atoi(db_value(rs, 0, 2));

@@ -41,15 +41,15 @@
  * take long (slow receivers, a queue for connections) are renewed while they run.
  */
 
-#define WAKE_GRANULE_MS 10    /* retry wakes due within this share one timer */
-#define MAX_WAKES 256         /* beyond this many distinct wake times, the poll takes over */
-#define FLUSH_MAX 512         /* outcomes written back by one statement */
-#define FLUSH_INFLIGHT_MAX 2  /* write-back statements in flight at once */
-#define FLUSH_DELAY_MS 2      /* wait this long for company before writing an outcome back */
-#define FLUSH_RETRY_MS 500    /* a write-back that could not be sent is tried again */
-#define LEASE_MARGIN_MS 3000  /* a lease outlives the subscription's timeout by this */
-#define DEFER_MS 250          /* a delivery for a subscription not in the cache yet waits */
-#define TEST_GRACE_MS 15000   /* a test send's answer waits its timeout plus this */
+#define WAKE_GRANULE_MS 10 /* retry wakes due within this share one timer */
+#define MAX_WAKES 256 /* beyond this many distinct wake times, the poll takes over */
+#define FLUSH_MAX 512 /* outcomes written back by one statement */
+#define FLUSH_INFLIGHT_MAX 2 /* write-back statements in flight at once */
+#define FLUSH_DELAY_MS 2 /* wait this long for company before writing an outcome back */
+#define FLUSH_RETRY_MS 500 /* a write-back that could not be sent is tried again */
+#define LEASE_MARGIN_MS 3000 /* a lease outlives the subscription's timeout by this */
+#define DEFER_MS 250 /* a delivery for a subscription not in the cache yet waits */
+#define TEST_GRACE_MS 15000 /* a test send's answer waits its timeout plus this */
 #define MAX_SECRETS 8
 #define MAX_HEADERS 64
 
@@ -63,39 +63,51 @@
  * lasts deliver_lease ($2 ms) or the subscription's timeout plus a margin ($4), whichever
  * is longer. The message and subscription come back with each row.
  */
-#define LEASE_HEAD                                                                         \
-	"WITH upd AS (UPDATE hookd.deliveries d SET leased_by = $3,"                       \
-	" lease_until = now() + greatest($2::bigint, coalesce((SELECT s.timeout_seconds"   \
-	"   FROM hookd.subscriptions s WHERE s.id = d.subscription_id), 0) * 1000"          \
+#define LEASE_HEAD                                                                                 \
+	"WITH upd AS (UPDATE hookd.deliveries d SET leased_by = $3,"                               \
+	" lease_until = now() + greatest($2::bigint, coalesce((SELECT s.timeout_seconds"           \
+	"   FROM hookd.subscriptions s WHERE s.id = d.subscription_id), 0) * 1000"                 \
 	"   + $4::bigint) * interval '1 millisecond'"
-#define LEASE_TAIL                                                                         \
-	" RETURNING d.id, d.subscription_id, d.message_id, d.attempts, d.lease_until)"     \
-	" SELECT upd.id, upd.subscription_id, upd.message_id, upd.attempts,"               \
-	" m.id IS NOT NULL, m.event_type, m.data::text,"                                   \
-	" floor(extract(epoch FROM m.created_at) * 1000)::int8, m.origin, m.table_schema," \
-	" m.table_name, m.op, s.id IS NOT NULL, s.enabled, s.disabled_reason,"             \
-	" floor(extract(epoch FROM upd.lease_until - now()) * 1000)::int8"                 \
-	" FROM upd LEFT JOIN hookd.messages m ON m.id = upd.message_id"                    \
+#define LEASE_TAIL                                                                                 \
+	" RETURNING d.id, d.subscription_id, d.message_id, d.attempts, d.lease_until)"             \
+	" SELECT upd.id, upd.subscription_id, upd.message_id, upd.attempts,"                       \
+	" m.id IS NOT NULL, m.event_type, m.data::text,"                                           \
+	" floor(extract(epoch FROM m.created_at) * 1000)::int8, m.origin, m.table_schema,"         \
+	" m.table_name, m.op, s.id IS NOT NULL, s.enabled, s.disabled_reason,"                     \
+	" floor(extract(epoch FROM upd.lease_until - now()) * 1000)::int8"                         \
+	" FROM upd LEFT JOIN hookd.messages m ON m.id = upd.message_id"                            \
 	" LEFT JOIN hookd.subscriptions s ON s.id = upd.subscription_id"
 
 enum lease_col {
-	LC_ID, LC_SUB, LC_MSG, LC_ATTEMPTS, LC_MSG_FOUND, LC_TYPE, LC_DATA, LC_CREATED,
-	LC_ORIGIN, LC_SCHEMA, LC_TABLE, LC_OP, LC_SUB_FOUND, LC_ENABLED, LC_REASON, LC_LEASE_MS,
+	LC_ID,
+	LC_SUB,
+	LC_MSG,
+	LC_ATTEMPTS,
+	LC_MSG_FOUND,
+	LC_TYPE,
+	LC_DATA,
+	LC_CREATED,
+	LC_ORIGIN,
+	LC_SCHEMA,
+	LC_TABLE,
+	LC_OP,
+	LC_SUB_FOUND,
+	LC_ENABLED,
+	LC_REASON,
+	LC_LEASE_MS,
 };
 
 /* Lease due deliveries ($1 how many, $2 lease ms, $3 this process, $4 margin ms). */
 static const char lease_sql[] =
-    LEASE_HEAD
-    " WHERE d.id = ANY(ARRAY(SELECT id FROM hookd.deliveries"
-    "   WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()"
-    "     AND (lease_until IS NULL OR lease_until < now())"
-    "   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))" LEASE_TAIL;
+    LEASE_HEAD " WHERE d.id = ANY(ARRAY(SELECT id FROM hookd.deliveries"
+               "   WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()"
+               "     AND (lease_until IS NULL OR lease_until < now())"
+               "   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))" LEASE_TAIL;
 
 /* Lease the delivery a test message just made ($1 its id, $5 the subscription). */
 static const char lease_test_sql[] =
-    LEASE_HEAD
-    " WHERE d.message_id = $1 AND d.subscription_id = $5::uuid"
-    "   AND d.status IN ('pending', 'failed')" LEASE_TAIL;
+    LEASE_HEAD " WHERE d.message_id = $1 AND d.subscription_id = $5::uuid"
+               "   AND d.status IN ('pending', 'failed')" LEASE_TAIL;
 
 /* Keep the leases of sends still running ($1 ids, $2 this process, $3 lease ms). */
 static const char renew_sql[] =
@@ -113,8 +125,8 @@ static const char renew_sql[] =
  */
 /* A subscription's failure streak after the batch, and whether the batch disables it. */
 #define WB_STREAK "(CASE WHEN sc.reset_at IS NULL THEN s.failure_streak + sc.n ELSE sc.n END)"
-#define WB_DISABLE                                                                         \
-	"(s.enabled AND (sc.gone IS NOT NULL OR ($16::int > 0 AND sc.n > 0 AND " WB_STREAK \
+#define WB_DISABLE                                                                                 \
+	"(s.enabled AND (sc.gone IS NOT NULL OR ($16::int > 0 AND sc.n > 0 AND " WB_STREAK         \
 	" >= $16::int)))"
 static const char writeback_sql[] =
     "WITH u AS ("
@@ -186,19 +198,19 @@ static const char test_check_sql[] =
     "SELECT enabled, disabled_reason FROM hookd.subscriptions WHERE id = $1";
 
 enum dlv_state {
-	DLV_QUEUED,  /* leased, waiting for a send slot */
+	DLV_QUEUED, /* leased, waiting for a send slot */
 	DLV_SENDING, /* its HTTP call is in flight */
 	DLV_WAITING, /* its outcome waits to be written back */
 	DLV_WRITING, /* its outcome is in a write-back in flight */
-	DLV_DONE,    /* written back (or given up); freed right after the transition */
+	DLV_DONE, /* written back (or given up); freed right after the transition */
 };
 
 enum outcome {
 	OUT_SUCCEEDED, /* a 2xx */
-	OUT_RETRY,     /* failed; another attempt is scheduled */
-	OUT_DEAD,      /* failed for good (or no attempt possible): a dead letter */
-	OUT_DEFER,     /* not attempted: the subscription cache lags; due again shortly */
-	OUT_RELEASE,   /* not attempted: handed back unchanged (drain) */
+	OUT_RETRY, /* failed; another attempt is scheduled */
+	OUT_DEAD, /* failed for good (or no attempt possible): a dead letter */
+	OUT_DEFER, /* not attempted: the subscription cache lags; due again shortly */
+	OUT_RELEASE, /* not attempted: handed back unchanged (drain) */
 };
 
 /* A body several deliveries of one message share. */
@@ -228,8 +240,8 @@ struct dlv {
 	char id[37];
 	char sub_id[37];
 	char *msg_id;
-	int prev_attempts;  /* attempts before this lease */
-	int is_test;        /* origin "test": no retries, no failure streak */
+	int prev_attempts; /* attempts before this lease */
+	int is_test; /* origin "test": no retries, no failure streak */
 	uint64_t lease_deadline; /* monotonic ms when the lease (as we know it) ends */
 	int64_t lease_ms;
 	/* what to send */
@@ -239,17 +251,17 @@ struct dlv {
 	struct http_call *call;
 	/* the outcome */
 	enum outcome outcome;
-	int recorded;       /* an HTTP attempt was made: an attempts row */
-	int counts;         /* counts for the failure streak: -1 success, 1 dead, 0 neither */
-	char *gone;         /* a 410: the reason the subscription is disabled */
+	int recorded; /* an HTTP attempt was made: an attempts row */
+	int counts; /* counts for the failure streak: -1 success, 1 dead, 0 neither */
+	char *gone; /* a 410: the reason the subscription is disabled */
 	int status_code;
-	char *error;        /* the delivery's last_error */
+	char *error; /* the delivery's last_error */
 	char *attempt_error; /* the attempt's error (no response) */
 	char *resp;
 	double duration_ms;
 	uint64_t started_ms; /* wall clock */
-	int64_t delay_ms;    /* OUT_RETRY, OUT_DEFER */
-	int64_t sent_delay;  /* the delay the write-back asked for (from its now()) */
+	int64_t delay_ms; /* OUT_RETRY, OUT_DEFER */
+	int64_t sent_delay; /* the delay the write-back asked for (from its now()) */
 	uint64_t outcome_at; /* monotonic ms */
 };
 TAILQ_HEAD(dlv_list, dlv);
@@ -296,7 +308,7 @@ struct deliver {
 	int nflushes;
 	struct event *flush_timer;
 	int flush_armed;
-	int taking;              /* take_rows is at work: write-backs wait for the batch */
+	int taking; /* take_rows is at work: write-backs wait for the batch */
 	uint64_t flush_retry_at; /* monotonic ms: no write-back before this (database down) */
 	struct db_req *leasing;
 	int want;
@@ -310,7 +322,7 @@ struct deliver {
 	struct waiter_list waiters;
 	struct client_list clients;
 	struct client_ref *cref; /* the current client */
-	char *client_conf;       /* the configuration it was made from */
+	char *client_conf; /* the configuration it was made from */
 	const struct db_stmt *st_lease, *st_writeback;
 	struct metric *m_outcomes, *m_attempts, *m_duration, *m_inflight, *m_batch;
 };
@@ -441,7 +453,8 @@ may_lease(const struct deliver *d)
 static char *
 client_conf(const struct config *c)
 {
-	return xasprintf("%s|%lld|%s|%lld|%lld", c->outbound_allow_networks ? c->outbound_allow_networks : "",
+	return xasprintf("%s|%lld|%s|%lld|%lld",
+	    c->outbound_allow_networks ? c->outbound_allow_networks : "",
 	    (long long)c->outbound_tls_verify, c->outbound_ca_file ? c->outbound_ca_file : "",
 	    (long long)c->outbound_max_per_origin, (long long)c->outbound_idle_timeout);
 }
@@ -684,7 +697,8 @@ call_cb(const struct http_call_result *r, void *arg)
 			delay = ra;
 	}
 	if (delay >= 0) {
-		x->error = xasprintf("%s (attempt %d of %d)", err, attempt, s->retry.max_retries + 1);
+		x->error =
+		    xasprintf("%s (attempt %d of %d)", err, attempt, s->retry.max_retries + 1);
 		x->delay_ms = delay;
 		log_info("deliver: delivery %s to %s failed: %s; retry in %lld ms", x->id,
 		    s->name != NULL ? s->name : x->sub_id, x->error, (long long)delay);
@@ -696,8 +710,8 @@ call_cb(const struct http_call_result *r, void *arg)
 	else if (permanent)
 		x->error = xasprintf("%s (attempt %d; not retried)", err, attempt);
 	else
-		x->error = xasprintf("%s (attempt %d of %d; retries exhausted)", err, attempt,
-		    attempt);
+		x->error =
+		    xasprintf("%s (attempt %d of %d; retries exhausted)", err, attempt, attempt);
 	x->counts = x->is_test ? 0 : 1;
 	log_warn("deliver: delivery %s to %s is dead: %s", x->id,
 	    s->name != NULL ? s->name : x->sub_id, x->error);
@@ -869,7 +883,7 @@ tell_waiter(struct deliver *d, struct dlv *x)
 	tr.duration_ms = x->duration_ms;
 	tr.response_body = x->resp;
 	tr.started_ms = x->started_ms;
-	tr.error = x->attempt_error != NULL ? x->attempt_error
+	tr.error = x->attempt_error != NULL      ? x->attempt_error
 	           : x->outcome != OUT_SUCCEEDED ? x->error
 	                                         : NULL;
 	waiter_finish(w, &tr);
@@ -1007,7 +1021,8 @@ flush_cb(const struct db_result *r, void *arg)
 	if (r->status == DB_OK) {
 		while ((x = TAILQ_FIRST(&f->rows)) != NULL) {
 			if (x->outcome == OUT_RETRY || x->outcome == OUT_DEFER) {
-				/* Due at the server's now() + sent_delay: no later than this + it. */
+				/* Due at the server's now() + sent_delay: no later than this + it.
+				 */
 				wake_at(d, x->sent_delay + 1);
 			}
 			if (!TAILQ_EMPTY(&d->waiters))
@@ -1049,12 +1064,12 @@ flush_cb(const struct db_result *r, void *arg)
 	 * Not sent, or sent and the connection broke (the outcome unknown): write it again
 	 * a little later, which is harmless either way, while the leases last.
 	 */
-	log_warn("deliver: cannot write back %d outcome(s) now: %s; trying again", f->n,
-	    r->error);
+	log_warn("deliver: cannot write back %d outcome(s) now: %s; trying again", f->n, r->error);
 	while ((x = TAILQ_FIRST(&f->rows)) != NULL) {
 		if (now >= x->lease_deadline) {
-			log_warn("deliver: delivery %s: its lease ended before its outcome could be "
-			         "written; it is sent again",
+			log_warn(
+			    "deliver: delivery %s: its lease ended before its outcome could be "
+			    "written; it is sent again",
 			    x->id);
 			set_state(x, DLV_DONE);
 		} else {
@@ -1128,7 +1143,7 @@ struct body_cache {
 		const char *key;
 		char kind;
 		struct body *b;
-	} *slot;
+	} * slot;
 	size_t cap;
 };
 
@@ -1459,8 +1474,8 @@ test_leased_cb(const struct db_result *r, void *arg)
 		return;
 	}
 	if (publish_group_done(d->app, r->res[0], &pr) != 0 || db_rows(r->res[1]) == 0) {
-		waiter_fail(w, DELIVER_TEST_DISABLED,
-		    "the subscription is disabled (or was just deleted)");
+		waiter_fail(
+		    w, DELIVER_TEST_DISABLED, "the subscription is disabled (or was just deleted)");
 		return;
 	}
 	snprintf(w->delivery_id, sizeof(w->delivery_id), "%s", db_value(r->res[1], 0, LC_ID));

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: ISC */
-/* Outbound bodies: the bytes a delivery carries, compact JSON in the shape its subscription wants. */
+/* Outbound bodies: the bytes a delivery carries, compact JSON in the shape its subscription wants.
+ */
 #include "config.h"
 
 #include <stdio.h>
@@ -90,7 +91,8 @@ payload_js_order(struct json_object *o)
 		}
 		out = o;
 		if (nidx > 0) {
-			/* JavaScript lists array-index keys first, ascending: rebuild in that order. */
+			/* JavaScript lists array-index keys first, ascending: rebuild in that
+			 * order. */
 			qsort(idx, (size_t)nidx, sizeof(*idx), ikey_cmp);
 			out = json_object_new_object();
 			for (i = 0; i < nidx; i++)
@@ -284,8 +286,8 @@ parse_value(const char *text, size_t len, char *err, size_t errlen)
 
 /* A change's JSON member: the caller's text if given, else data's member (a new reference). */
 static struct json_object *
-change_member(const char *text, struct json_object *data, const char *key, char *err,
-    size_t errlen, int *bad)
+change_member(
+    const char *text, struct json_object *data, const char *key, char *err, size_t errlen, int *bad)
 {
 	struct json_object *v;
 	char why[128];
@@ -311,8 +313,8 @@ data_str(struct json_object *data, const char *key)
 }
 
 char *
-payload_build(const struct payload_message *m, enum payload_format format,
-    const char *webhook_id, size_t *len, char *err, size_t errlen)
+payload_build(const struct payload_message *m, enum payload_format format, const char *webhook_id,
+    size_t *len, char *err, size_t errlen)
 {
 	struct json_buf b = {0};
 	struct json_object *data, *record, *old;

@@ -23,7 +23,8 @@ int log_parse_level(const char *s, enum log_level *out) WUR;
 void log_route_libevent(void);
 
 void log_msg(enum log_level level, const char *req_id, const char *fmt, ...) PRINTF_LIKE(3, 4);
-void log_vmsg(enum log_level level, const char *req_id, const char *fmt, va_list ap);
+void log_vmsg(enum log_level level, const char *req_id, const char *fmt, va_list ap)
+    PRINTF_LIKE(3, 0);
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, NULL, __VA_ARGS__)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: ISC */
-/* Outbound bodies: the bytes a delivery carries, compact JSON in the shape its subscription wants. */
+/* Outbound bodies: the bytes a delivery carries, compact JSON in the shape its subscription wants.
+ */
 #ifndef HOOKD_PAYLOAD_H
 #define HOOKD_PAYLOAD_H
 
@@ -18,17 +19,17 @@ struct json_object;
  * "record","old_record","timestamp"} as hookd.capture_step() stores it.
  */
 struct payload_message {
-	const char *id;         /* "evt_...", the webhook-id */
+	const char *id; /* "evt_...", the webhook-id */
 	const char *event_type;
-	uint64_t created_ms;    /* wall-clock milliseconds */
-	const char *data;       /* JSON text as stored (any white space, key order kept) */
+	uint64_t created_ms; /* wall-clock milliseconds */
+	const char *data; /* JSON text as stored (any white space, key order kept) */
 	size_t data_len;
-	const char *op;         /* INSERT | UPDATE | DELETE for change messages, else NULL */
+	const char *op; /* INSERT | UPDATE | DELETE for change messages, else NULL */
 	const char *schema;
 	const char *table;
-	const char *record;     /* JSON text, or NULL: data's "record" (null when absent) */
+	const char *record; /* JSON text, or NULL: data's "record" (null when absent) */
 	const char *old_record; /* JSON text, or NULL: data's "old_record" */
-	const char *timestamp;  /* ISO 8601, any offset, or NULL: data's, else created_ms */
+	const char *timestamp; /* ISO 8601, any offset, or NULL: data's, else created_ms */
 };
 
 /*

@@ -293,3 +293,37 @@ def test_sigterm_lets_sends_in_flight_finish(pg, hookd_factory, sink):
     d = delivery(h, mid)
     assert d["status"] == "succeeded" and d["leased_by"] is None
     assert len(attempts(h, d["id"])) == 1
+
+
+def test_ip_allowlist_pins_the_target(pg, hookd_factory, sink):
+    # No outbound_allow_networks: a subscription's own ip_allowlist still lets it reach
+    # its networks (private ranges included), and nothing else.
+    h = fresh(pg, hookd_factory, outbound_allow_networks=None)
+    create_webhook(h, sink.url("/pinned"), ip_allowlist=["127.0.0.0/8"], name="pinned")
+    # A name (the API refuses an IP literal outside the list): it resolves to loopback.
+    create_webhook(h, f"http://localhost:{sink.port}/elsewhere", ip_allowlist=["10.0.0.0/8"],
+                   max_retries=0, name="elsewhere")
+    mid = publish(h)
+    sink.wait_for(1, path="/pinned", timeout=5 * hh.SLOW)
+    rows = hh.wait_until(lambda: (lambda r: r if len(r) == 2 and
+                                  all(x[0] in ("succeeded", "dead") for x in r) else None)(
+        h.sql("SELECT d.status::text, s.name, d.last_error FROM hookd.deliveries d"
+              " JOIN hookd.subscriptions s ON s.id = d.subscription_id"
+              " WHERE d.message_id = %s ORDER BY s.name", mid)), 10 * hh.SLOW)
+    assert rows[0][:2] == ("dead", "elsewhere")
+    assert "127.0.0.1 is not in the subscription's allowed networks" in rows[0][2]
+    assert rows[1][:2] == ("succeeded", "pinned")
+    assert sink.count("/elsewhere") == 0
+
+
+def test_reload_changes_the_outbound_allowlist(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, outbound_allow_networks=None)
+    create_webhook(h, sink.url("/later"), retry_schedule=[1, 1, 1, 1, 1])
+    mid = publish(h)
+    hh.wait_until(lambda: delivery(h, mid)["status"] == "failed", 5 * hh.SLOW)
+    assert "loopback" in delivery(h, mid)["last_error"]
+    h.write_config(outbound_allow_networks="127.0.0.0/8")
+    h.signal(signal.SIGHUP)
+    d = wait_delivery(h, mid, "succeeded", 10)
+    assert sink.count("/later") == 1
+    assert [a["status_code"] for a in attempts(h, d["id"])][-1] == 200

@@ -37,8 +37,9 @@ expect_body(const struct payload_message *m, enum payload_format f, const char *
 START_TEST(test_envelope)
 {
 	/* Seed 003's envelope, data compacted; '/' stays; created_at in UTC with Z. */
-	static const char data[] = "{ \"order_id\" : \"ord_789\",\n  \"url\": \"https:\\/\\/x.test/a\","
-	                           " \"total\": 99.990, \"qty\": 2.0, \"items\": [ 1, 2 ] }";
+	static const char data[] =
+	    "{ \"order_id\" : \"ord_789\",\n  \"url\": \"https:\\/\\/x.test/a\","
+	    " \"total\": 99.990, \"qty\": 2.0, \"items\": [ 1, 2 ] }";
 	struct payload_message m = {
 	    .id = "evt_550e8400e29b41d4a716446655440000",
 	    .event_type = "order.created",
@@ -88,11 +89,15 @@ START_TEST(test_js_stringify_bytes)
 	 * What node prints for JSON.stringify(JSON.parse(data)): integer-like keys first and
 	 * ascending, numbers as JavaScript prints them, U+2028 as is.
 	 */
-	static const char data[] = "{\"b\":1,\"2\":2,\"a\":[{\"z\":0,\"10\":1,\"9\":2}],\"1\":\"x/y\","
-	                           "\"n\":1.0,\"big\":1e21,\"f\":0.1,\"neg\":-0,\"01\":3,"
-	                           "\"4294967295\":4,\"4294967294\":5,\"u\":\"\xc3\xa9\xe2\x80\xa8\"}";
+	static const char data[] =
+	    "{\"b\":1,\"2\":2,\"a\":[{\"z\":0,\"10\":1,\"9\":2}],\"1\":\"x/y\","
+	    "\"n\":1.0,\"big\":1e21,\"f\":0.1,\"neg\":-0,\"01\":3,"
+	    "\"4294967295\":4,\"4294967294\":5,\"u\":\"\xc3\xa9\xe2\x80\xa8\"}";
 	struct payload_message m = {
-	    .id = "evt_1", .event_type = "t", .created_ms = T0, .data = data,
+	    .id = "evt_1",
+	    .event_type = "t",
+	    .created_ms = T0,
+	    .data = data,
 	    .data_len = sizeof(data) - 1,
 	};
 
@@ -107,7 +112,11 @@ END_TEST
 START_TEST(test_bad_data)
 {
 	struct payload_message m = {
-	    .id = "evt_1", .event_type = "t", .created_ms = T0, .data = "{\"a\":", .data_len = 5,
+	    .id = "evt_1",
+	    .event_type = "t",
+	    .created_ms = T0,
+	    .data = "{\"a\":",
+	    .data_len = 5,
 	};
 	char err[200];
 	size_t len = 99;
@@ -140,9 +149,14 @@ static const char change_update[] =
 START_TEST(test_change_fluxbase)
 {
 	struct payload_message m = {
-	    .id = "evt_chg0000000000000000000000042", .event_type = "public.users.UPDATE",
-	    .created_ms = T0, .data = change_update, .data_len = sizeof(change_update) - 1,
-	    .op = "UPDATE", .schema = "public", .table = "users",
+	    .id = "evt_chg0000000000000000000000042",
+	    .event_type = "public.users.UPDATE",
+	    .created_ms = T0,
+	    .data = change_update,
+	    .data_len = sizeof(change_update) - 1,
+	    .op = "UPDATE",
+	    .schema = "public",
+	    .table = "users",
 	};
 	static const char want[] =
 	    "{\"event\":\"UPDATE\",\"table\":\"users\",\"schema\":\"public\",\"record\":{\"id\":"
@@ -167,8 +181,12 @@ START_TEST(test_change_insert_and_caller_fields)
 	static const char data[] = "{\"op\":\"INSERT\",\"schema\":\"public\",\"table\":\"t\","
 	                           "\"record\":{\"id\":1},\"old_record\":null}";
 	struct payload_message m = {
-	    .id = "evt_x", .event_type = "public.t.INSERT", .created_ms = T0 + 5,
-	    .data = data, .data_len = sizeof(data) - 1, .op = "INSERT",
+	    .id = "evt_x",
+	    .event_type = "public.t.INSERT",
+	    .created_ms = T0 + 5,
+	    .data = data,
+	    .data_len = sizeof(data) - 1,
+	    .op = "INSERT",
 	};
 
 	/* No timestamp in data: the message's own time. */
@@ -261,8 +279,12 @@ START_TEST(test_response_text)
 	ck_assert_uint_eq(n, 5);
 	free(t);
 	/* NUL, a stray continuation byte, a truncated sequence, a surrogate, overlong. */
-	t = payload_response_text("a\0b\x80" "c\xe2\x82", 7, &n);
-	ck_assert_str_eq(t, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd");
+	t = payload_response_text("a\0b\x80"
+	                          "c\xe2\x82",
+	    7, &n);
+	ck_assert_str_eq(t, "a\xef\xbf\xbd"
+	                    "b\xef\xbf\xbd"
+	                    "c\xef\xbf\xbd\xef\xbf\xbd");
 	ck_assert_uint_eq(n, strlen(t));
 	free(t);
 	t = payload_response_text("\xed\xa0\x80\xc0\xaf", 5, NULL);
