@@ -109,6 +109,14 @@ static const char lease_test_sql[] =
     LEASE_HEAD " WHERE d.message_id = $1 AND d.subscription_id = $5::uuid"
                "   AND d.status IN ('pending', 'failed')" LEASE_TAIL;
 
+/*
+ * Hand back the rows leased to this process that it does not hold ($2: those it does),
+ * after a lease statement whose outcome is unknown (the connection broke).
+ */
+static const char reclaim_sql[] =
+    "UPDATE hookd.deliveries SET lease_until = NULL, leased_by = NULL"
+    " WHERE leased_by = $1 AND status IN ('pending', 'failed') AND NOT (id = ANY($2::uuid[]))";
+
 /* Keep the leases of sends still running ($1 ids, $2 this process, $3 lease ms). */
 static const char renew_sql[] =
     "UPDATE hookd.deliveries SET lease_until = now() + $3::bigint * interval '1 millisecond'"
@@ -314,6 +322,8 @@ struct deliver {
 	int want;
 	int again;
 	int lease_failing;
+	int orphans; /* a lease's outcome is unknown: rows may be leased to us unseen */
+	struct db_req *reclaiming;
 	struct db_req *renewing;
 	struct event *poll;
 	int64_t poll_ms;
@@ -1294,6 +1304,9 @@ lease_cb(const struct db_result *r, void *arg)
 		if (!d->lease_failing)
 			log_warn("deliver: cannot lease deliveries: %s", r->error);
 		d->lease_failing = 1;
+		/* It may have committed: hand back what this process holds but never saw. */
+		if (r->status == DB_ERR_LOST)
+			d->orphans = 1;
 		return; /* the next poll tries again */
 	}
 	if (d->lease_failing)
@@ -1416,6 +1429,71 @@ renew(struct deliver *d)
 	db_array_free(&ids);
 }
 
+/* --- orphaned leases ------------------------------------------------------------------- */
+
+static void
+reclaim_cb(const struct db_result *r, void *arg)
+{
+	struct deliver *d = arg;
+
+	d->reclaiming = NULL;
+	if (r->status != DB_OK) {
+		d->orphans = 1; /* next poll */
+		return;
+	}
+	if (atoi(PQcmdTuples(r->res[0])) > 0)
+		log_info("deliver: handed back %s delivery lease(s) lost with a connection",
+		    PQcmdTuples(r->res[0]));
+	d->again = 1;
+	pump(d);
+}
+
+/*
+ * After a lease whose outcome is unknown: release every row leased to this process that
+ * it does not hold, once no other lease is in flight (its rows would not be held yet).
+ */
+static void
+reclaim(struct deliver *d)
+{
+	struct db_array ids;
+	struct db_params p;
+	struct waiter *w;
+	struct flush *f;
+	struct dlv *x;
+
+	if (!d->orphans || d->leasing != NULL || d->reclaiming != NULL ||
+	    db_ready_count(d->app->db) == 0)
+		return;
+	TAILQ_FOREACH(w, &d->waiters, entry)
+	{
+		if (w->req != NULL)
+			return; /* a test lease is in flight */
+	}
+	d->orphans = 0;
+	db_array_init(&ids, DB_OID_UUID);
+	for (int pass = 0; pass < 3; pass++) {
+		TAILQ_FOREACH(x,
+		    pass == 0   ? &d->queued
+		    : pass == 1 ? &d->sending
+		                : &d->waiting,
+		    entry)
+		add_uuid(&ids, x->id);
+	}
+	TAILQ_FOREACH(f, &d->flushes, entry)
+	{
+		TAILQ_FOREACH(x, &f->rows, entry)
+		add_uuid(&ids, x->id);
+	}
+	db_params_init(&p);
+	db_param_text(&p, d->app->instance);
+	if (ids.n > 0)
+		db_param_array(&p, &ids);
+	else
+		db_param_text(&p, "{}");
+	d->reclaiming = db_query(d->app->db, reclaim_sql, &p, reclaim_cb, d);
+	db_array_free(&ids);
+}
+
 /* --- test sends ---------------------------------------------------------------------------- */
 
 static void
@@ -1470,6 +1548,8 @@ test_leased_cb(const struct db_result *r, void *arg)
 
 	w->req = NULL;
 	if (r->status != DB_OK) {
+		if (r->status == DB_ERR_LOST)
+			d->orphans = 1;
 		waiter_fail(w, DELIVER_TEST_UNAVAILABLE, r->error);
 		return;
 	}
@@ -1591,6 +1671,7 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 		arm_poll(d); /* reloaded */
 	client_update(d);
 	renew(d);
+	reclaim(d);
 	d->again = 1;
 	pump(d);
 	maybe_flush(d);
@@ -1676,6 +1757,8 @@ deliver_free(struct deliver *d)
 		db_cancel(d->leasing);
 	if (d->renewing != NULL)
 		db_cancel(d->renewing);
+	if (d->reclaiming != NULL)
+		db_cancel(d->reclaiming);
 	while ((w = TAILQ_FIRST(&d->waiters)) != NULL) {
 		if (w->req != NULL)
 			db_cancel(w->req);

@@ -106,8 +106,19 @@ json_parse(const char *buf, size_t len, char *err, size_t errlen)
 	o = json_tokener_parse_ex(tok, buf, (int)len);
 	jerr = json_tokener_get_error(tok);
 	used = json_tokener_get_parse_end(tok);
-	if (jerr == json_tokener_continue || (o == NULL && jerr == json_tokener_success)) {
+	if (jerr == json_tokener_continue && o == NULL) {
+		/* A number or literal at the very end waits for a delimiter: give it one. */
+		o = json_tokener_parse_ex(tok, " ", 1);
+		jerr = json_tokener_get_error(tok);
+		used = len;
+	}
+	if (jerr == json_tokener_continue) {
 		snprintf(err, errlen, "unexpected end of JSON input");
+		goto fail;
+	}
+	if (o == NULL && jerr == json_tokener_success) {
+		/* json-c represents null by NULL: say so rather than call it malformed. */
+		snprintf(err, errlen, "a JSON null is not accepted here");
 		goto fail;
 	}
 	if (jerr != json_tokener_success) {

@@ -247,8 +247,9 @@ add_value(struct json_buf *b, const char *key, struct json_object *o)
 }
 
 /*
- * Parse any JSON value; NULL text is JSON null. json-c cannot tell that a bare number or
- * literal at the very end of its input is complete, so scalars are parsed inside [ ].
+ * Parse any JSON value; NULL text is JSON null. json_parse refuses a top-level null
+ * (json-c has no object for it), so scalars are parsed inside [ ], where null is an
+ * element like any other.
  */
 static struct json_object *
 parse_value(const char *text, size_t len, char *err, size_t errlen)

@@ -4,6 +4,7 @@ flight loses nothing (the leases expire and another process sends again), and tw
 processes on one database deliver every message, each once when no lease expires."""
 
 import collections
+import socket
 import time
 
 import hookd_harness as hh
@@ -58,3 +59,35 @@ def test_two_processes_share_the_work(pg, hookd_factory, sink):
     assert attempts_by == n
     assert a.metric("hookd_deliveries_total", outcome="succeeded", default=0) > 0
     assert b.metric("hookd_deliveries_total", outcome="succeeded", default=0) > 0
+
+
+def test_lease_lost_with_its_connection_is_handed_back(pg, hookd_factory, sink):
+    """A lease whose connection broke may have committed: hookd hands back every row leased
+    to it that it does not hold, instead of leaving them until the lease expires."""
+    h = fresh(pg, hookd_factory, name="lost")
+    wh = create_webhook(h, sink.url("/lost"))
+    me = f"{socket.gethostname()[:47]}:{h.pid}"
+    # A row leased to this process for an hour that it never saw (what a lost lease leaves).
+    h.sql("INSERT INTO hookd.messages (id, event_type, data) VALUES ('evt_orphan', 'x', '{}')")
+    h.sql("INSERT INTO hookd.deliveries (id, message_id, subscription_id, leased_by,"
+          " lease_until) VALUES (gen_random_uuid(), 'evt_orphan', %s, %s,"
+          " now() + interval '1 hour')", wh["id"], me)
+    # Make the next lease hang on a lock, then break its connection.
+    locker = pg.connect(dbname=h.db, autocommit=False)
+    locker.cursor().execute("LOCK TABLE hookd.messages IN ACCESS EXCLUSIVE MODE")
+    try:
+        h.sql("NOTIFY hookd_deliveries")
+        pid = hh.wait_until(lambda: (lambda r: r[0][0] if r else None)(h.sql(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE 'WITH upd AS (UPDATE hookd.deliveries%%'")),
+            5 * hh.SLOW, message="a lease waiting on the lock")
+        h.sql("SELECT pg_terminate_backend(%s)", pid)
+    finally:
+        locker.rollback()
+        locker.close()
+    d = hh.wait_until(lambda: (lambda r: r if r[0] == "succeeded" else None)(
+        h.sql("SELECT status::text FROM hookd.deliveries WHERE message_id = 'evt_orphan'")[0]),
+        10 * hh.SLOW, message="the orphaned delivery handed back and sent")
+    assert d
+    assert [r["headers"]["webhook-id"] for r in sink.requests("/lost")] == ["evt_orphan"]
+    h.wait_for_log(lambda ln: "handed back 1 delivery lease" in ln.get("msg", ""))

@@ -336,10 +336,18 @@ START_TEST(test_json_parse_errors)
 		ck_assert_msg(err[0] != '\0', "no reason for %s", bad[i]);
 	}
 	{
-		struct json_object *ok = json_parse(" [1] \n", 6, err, sizeof(err));
+		static const char *good[] = { " [1] \n", "42", "-1.5e3", "true", "false", "\"s\"",
+			"{}" };
 
-		ck_assert_ptr_nonnull(ok);
-		json_object_put(ok);
+		for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+			struct json_object *ok = json_parse(good[i], strlen(good[i]), err, sizeof(err));
+
+			ck_assert_msg(ok != NULL, "refused %s: %s", good[i], err);
+			json_object_put(ok);
+		}
+		ck_assert_ptr_null(json_parse("null", 4, err, sizeof(err)));
+		ck_assert_ptr_null(json_parse("4x", 2, err, sizeof(err)));
+		ck_assert_ptr_null(json_parse("tru", 3, err, sizeof(err)));
 	}
 }
 END_TEST
