@@ -351,7 +351,7 @@ ingest_store(struct ingest *in, const struct ingest_event *ev, ingest_cb cb, voi
 	memcpy(p->raw, ev->raw, ev->raw_len);
 	p->raw_len = ev->raw_len;
 	p->headers = xstrdup(ev->headers ? ev->headers : "{}");
-	p->has_work = src->handler.type == HANDLER_SQL;
+	p->has_work = src->handler.type == HANDLER_SQL || src->handler.type == HANDLER_PUBLISH;
 	TAILQ_INSERT_TAIL(&in->queue, p, entry);
 	in->nqueued++;
 	flush(in);

@@ -313,6 +313,12 @@ load_master_key(struct app *app)
 }
 
 static void
+deliver_kick_cb(void *arg)
+{
+	deliver_kick(arg);
+}
+
+static void
 process_kick_cb(void *arg)
 {
 	process_kick(arg);
@@ -361,9 +367,10 @@ run(struct app *app)
 	app->ingest = ingest_new(app);
 	app->process = process_new(app);
 	ingest_on_work(app->ingest, process_kick_cb, app->process);
-	app->capture = capture_new(app);
 	app->subscriptions = subscriptions_new(app);
 	app->deliver = deliver_new(app);
+	app->capture = capture_new(app);
+	capture_on_work(app->capture, deliver_kick_cb, app->deliver);
 
 	http_limits_from(&app->cfg, &lim);
 	raise_fd_limit(app->cfg.http_max_connections);

@@ -54,6 +54,9 @@ static const char lease_sql[] =
 static const char run_sql[] = "SELECT outcome, attempt, delay_ms, error, duration_ms"
                               " FROM hookd.process_event($1, $2, $3, $4, $5::bigint[])";
 
+static const char publish_sql[] = "SELECT outcome, attempt, delay_ms, error, duration_ms"
+                                  " FROM hookd.publish_event($1, $2, $3, $4::bigint[])";
+
 static const char failed_sql[] =
     "SELECT outcome, attempt, delay_ms FROM hookd.event_attempt_failed($1, $2, $3,"
     " $4::bigint[], $5, NULL)";
@@ -479,15 +482,8 @@ start(struct pev *e)
 		source_handler_clear(&h);
 		return;
 	case HANDLER_PUBLISH:
-		snprintf(msg, sizeof(msg),
-		    "source %s: publish handlers are not available in this "
-		    "hookd yet",
-		    e->slug);
-		json_set_str(note, "reason", "handler_unsupported");
-		json_set_str(note, "handler", "publish");
-		settle(e, "failed", msg, note);
-		source_handler_clear(&h);
-		return;
+		/* Published as an outbound message, with the same retries and logs. */
+		break;
 	}
 	json_object_put(note);
 	delays = delays_text(&h);
@@ -495,10 +491,16 @@ start(struct pev *e)
 	db_params_init(&dp);
 	db_param_text(&dp, e->id);
 	db_param_text(&dp, p->app->instance);
-	db_param_text(&dp, h.function);
-	db_param_text(&dp, e->slug);
-	db_param_text(&dp, delays);
-	e->req = db_query(p->app->db, run_sql, &dp, run_cb, e);
+	if (h.type == HANDLER_PUBLISH) {
+		db_param_text(&dp, h.event_type);
+		db_param_text(&dp, delays);
+		e->req = db_query(p->app->db, publish_sql, &dp, run_cb, e);
+	} else {
+		db_param_text(&dp, h.function);
+		db_param_text(&dp, e->slug);
+		db_param_text(&dp, delays);
+		e->req = db_query(p->app->db, run_sql, &dp, run_cb, e);
+	}
 	free(delays);
 	source_handler_clear(&h);
 }
