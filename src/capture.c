@@ -336,15 +336,16 @@ watches_create(struct http_req *r, void *arg)
 	db_params_init(&p);
 	db_param_text(&p, table);
 	db_param_text(&p, opstext);
+	/* hookd.watch_target: an unqualified name never means one of hookd's own tables. */
 	db_group_sql(g,
-	    "SELECT hookd.watch($1::regclass,"
+	    "SELECT hookd.watch(hookd.watch_target($1),"
 	    " ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))",
 	    &p);
 	db_params_init(&p);
 	db_param_text(&p, table);
 	db_group_sql(g,
 	    "SELECT w.\"table\", w.schema_name, w.table_name, array_to_json(w.operations)::text"
-	    " FROM hookd.watches w WHERE w.\"table\" = $1::regclass::text",
+	    " FROM hookd.watches w WHERE w.\"table\" = hookd.watch_target($1)::text",
 	    &p);
 	db_group_send(g, watched_cb, r);
 	free(opstext);
@@ -359,6 +360,13 @@ unwatched_cb(const struct db_result *res, void *arg)
 	if (res->status == DB_ERR_SQL && (strcmp(res->sqlstate, "42P01") == 0 ||
 	                                     strcmp(res->sqlstate, "3F000") == 0)) {
 		http_reply_error(r, 404, "not_found", "no such table");
+		return;
+	}
+	if (res->status == DB_ERR_SQL && strcmp(res->sqlstate, "42501") == 0) {
+		/* Postgres lets only the table's owner drop a trigger (TRIGGER does not do). */
+		http_reply_error(r, 403, "forbidden",
+		    "hookd's database user may not drop the trigger: only the table's owner may (%s)",
+		    res->error);
 		return;
 	}
 	if (res->status == DB_ERR_SQL) {
@@ -387,8 +395,8 @@ watches_delete(struct http_req *r, void *arg)
 	db_params_init(&p);
 	db_param_text(&p, http_req_param(r, "table"));
 	db_group_sql(g,
-	    "SELECT 1 FROM hookd.watches w WHERE w.\"table\" = $1::regclass::text", &p);
-	db_group_sql(g, "SELECT hookd.unwatch($1::regclass)", &p);
+	    "SELECT 1 FROM hookd.watches w WHERE w.\"table\" = hookd.watch_target($1)::text", &p);
+	db_group_sql(g, "SELECT hookd.unwatch(hookd.watch_target($1))", &p);
 	db_group_send(g, unwatched_cb, r);
 }
 

@@ -778,6 +778,18 @@ send_one(struct dlv *x)
 			hs.h[hs.n++] = s->headers[i];
 	}
 	nsecrets = subscription_live_secrets(s, (int64_t)(now / 1000), secrets, MAX_SECRETS);
+	if (nsecrets == 0) {
+		/*
+		 * Every subscription has a secret, so none usable means none could be unsealed
+		 * (this process's master key is not the one they were sealed with). Never send
+		 * unsigned: sign_headers_build() would leave the signature headers out.
+		 */
+		x->recorded = 0;
+		x->counts = 0;
+		finish_skipped(x, "cannot sign: no secret of the subscription could be unsealed "
+		                  "(is this process's master key the one they were sealed with?)");
+		goto out;
+	}
 	if (sign_headers_build(s->sign_flags | SIGN_STANDARD, x->msg_id, (int64_t)(now / 1000),
 	        x->body->p, x->body->len, secrets, nsecrets, add_sign_header_cb, &hs) != 0) {
 		/* A secret with no usable key, or a message id no header can carry. */

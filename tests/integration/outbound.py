@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
 
 import hookd_harness as hh
 
@@ -20,6 +21,14 @@ def fresh(pg, hookd_factory, name="dlv", **config):
     cfg = {"outbound_allow_networks": "127.0.0.0/8", "deliver_poll_interval": "200ms"}
     cfg.update(config)
     return hookd_factory(config={k: v for k, v in cfg.items() if v is not None}, db=db)
+
+
+def sibling(hookd_factory, h, **config):
+    """Another hookd process on h's database, with h's configuration and master key (every
+    process sharing a database must unseal the same secrets: docs/scaling.md)."""
+    cfg = dict(h.config, master_key_file=os.path.join(h.dir, "master.key"))
+    cfg.update(config)
+    return hookd_factory(config=cfg, db=h.db)
 
 
 def create_webhook(h, url, **fields):

@@ -8,7 +8,7 @@ import socket
 import time
 
 import hookd_harness as hh
-from outbound import create_webhook, fresh, publish
+from outbound import create_webhook, fresh, publish, sibling
 from sink import sink  # noqa: F401  (fixture)
 
 
@@ -27,7 +27,7 @@ def test_kill9_with_sends_in_flight_then_restart(pg, hookd_factory, sink):
     leased = h.sql("SELECT count(*) FROM hookd.deliveries WHERE leased_by IS NOT NULL")[0][0]
     assert leased > 0, "the kill found nothing leased"
 
-    h2 = hookd_factory(config=dict(h.config), db=h.db)
+    h2 = sibling(hookd_factory, h)
     hh.wait_until(lambda: h2.sql("SELECT count(*) FROM hookd.deliveries"
                                  " WHERE status = 'succeeded'")[0][0] == n,
                   30 * hh.SLOW, message="every delivery succeeded after the restart")
@@ -41,7 +41,7 @@ def test_kill9_with_sends_in_flight_then_restart(pg, hookd_factory, sink):
 def test_two_processes_share_the_work(pg, hookd_factory, sink):
     n = 400
     a = fresh(pg, hookd_factory, name="pair")
-    b = hookd_factory(config=dict(a.config), db=a.db)
+    b = sibling(hookd_factory, a)
     create_webhook(a, sink.url("/pair"))
     hh.wait_until(lambda: b.sql("SELECT count(*) FROM hookd.subscriptions")[0][0] == 1, 5)
     time.sleep(0.3)  # both caches have it

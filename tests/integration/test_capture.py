@@ -1,0 +1,587 @@
+# SPDX-License-Identifier: ISC
+"""Change capture: row changes on watched tables become webhooks (seed 004, seed 000 shape).
+
+Every test asserts the bytes the receiver got: the body is compact JSON exactly as
+JavaScript's JSON.stringify prints it (so a receiver that re-serializes the parsed body
+signs the same bytes), the Standard Webhooks signature and seed 004's X-Fluxbase-Signature
+verify, and the fields are seed 004's (or seed 000's) with the row's values. Also: rows of
+any size (no NOTIFY payload limit), the operations filter, transactions that commit in the
+opposite order of their change ids, rollbacks, the watches API and hookd.watch() from SQL,
+tables hookd may not watch (missing, no TRIGGER privilege, hookd's own), hookd running as
+an ordinary (non-superuser) role, and seed 004's own Express receiver accepting everything.
+
+Crashes, restarts and several processes are in test_capture_crash.py.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+import hookd_harness as hh
+from outbound import create_webhook, fresh, hex_hmac, js_stringify, wait_cached
+from sink import sink  # noqa: F401  (fixture)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SECRET = "your-webhook-secret"  # seed 004's create example: a plain string
+SEED_004_KEYS = ["event", "table", "schema", "record", "old_record", "timestamp", "webhook_id"]
+SEED_000_KEYS = ["type", "table", "schema", "record", "old_record"]
+
+
+# --- what a receiver checks -------------------------------------------------------------------
+
+def standard_key(secret):
+    """The HMAC key Standard Webhooks libraries derive from a secret (sign.c does the same):
+    whsec_ + base64; else padded base64; else the string's own bytes."""
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret[6:] + "=" * (-len(secret[6:]) % 4))
+    if len(secret) % 4 == 0 and re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", secret):
+        return base64.b64decode(secret)
+    return secret.encode()
+
+
+def wire(req, secret, fluxbase=True):
+    """Check one delivery's bytes and headers as a receiver would; returns the parsed body."""
+    hdr, body = req["headers"], req["body"]
+    assert req["method"] == "POST"
+    assert hdr["content-type"] == "application/json"
+    obj = json.loads(body)
+    # Compact JSON, byte for byte what JSON.stringify(JSON.parse(body)) prints.
+    assert body == js_stringify(obj), body[:300]
+    mid, ts = hdr["webhook-id"], hdr["webhook-timestamp"]
+    assert re.fullmatch(r"evt_chg\d{25}", mid), mid
+    assert abs(int(ts) - time.time()) < 300
+    mac = hmac.new(standard_key(secret), f"{mid}.{ts}.".encode() + body.encode(),
+                   hashlib.sha256).digest()
+    assert "v1," + base64.b64encode(mac).decode() in hdr["webhook-signature"].split(" ")
+    if fluxbase:
+        assert hdr["x-fluxbase-signature"] == hex_hmac(secret, body)
+    else:
+        assert "x-fluxbase-signature" not in hdr
+    return obj
+
+
+def iso_ms(s):
+    """'2026-11-22T14:13:53.861Z' -> unix ms."""
+    import calendar
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", s), s
+    return calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) * 1000 + int(s[20:23])
+
+
+def by_event(reqs, secret, **kw):
+    out = {}
+    for r in reqs:
+        o = wire(r, secret, **kw)
+        out[o.get("event") or o.get("type")] = (o, r)
+    return out
+
+
+def subscription_count(h):
+    return h.sql("SELECT count(*) FROM hookd.subscriptions")[0][0]
+
+
+def watched(h):
+    """{table: operations} from hookd.watches."""
+    return {t: ops for t, ops in h.sql('SELECT "table", operations FROM hookd.watches')}
+
+
+# --- payloads ---------------------------------------------------------------------------------
+
+def test_insert_update_delete_seed_004_and_seed_000_bytes(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.users (id int PRIMARY KEY, email text, name text,"
+          " balance numeric(10,2), profile jsonb, created_at timestamptz)")
+    # Seed 004's create body: the subscription makes hookd watch the table.
+    r = h.post("/api/v1/webhooks", auth=True, json={
+        "name": "User Events", "description": "Notify external system of user changes",
+        "url": sink.url("/flux"), "secret": SECRET, "enabled": True,
+        "events": [{"table": "users", "operations": ["INSERT", "UPDATE", "DELETE"]}],
+        "max_retries": 3, "timeout_seconds": 30, "retry_backoff_seconds": 5})
+    assert r.status == 201, r.body
+    flux = r.body
+    assert watched(h) == {"users": ["INSERT", "UPDATE", "DELETE"]}
+    # Seed 000's shape for a receiver written for Supabase database webhooks.
+    supa = create_webhook(h, sink.url("/supa"), name="supa", payload_format="supabase",
+                          events=[{"table": "public.users"}])
+    wait_cached(h, flux["id"])
+
+    t0 = time.time() * 1000
+    h.sql("INSERT INTO public.users VALUES (1, 'user@example.com', 'Zoë “Z” /path',"
+          " 12.50, '{\"b\": 1, \"2\": [true, null], \"a\": {\"10\": 1, \"9\": 2}}',"
+          " '2025-11-02T10:30:00Z')")
+    h.sql("UPDATE public.users SET email = 'new@example.com', balance = 100 WHERE id = 1")
+    h.sql("DELETE FROM public.users WHERE id = 1")
+    t1 = time.time() * 1000
+
+    got = by_event(sink.wait_for(3, "/flux", timeout=10 * hh.SLOW), SECRET)
+    assert set(got) == {"INSERT", "UPDATE", "DELETE"}
+    row1 = {"id": 1, "email": "user@example.com", "name": "Zoë “Z” /path", "balance": 12.5,
+            "profile": {"2": [True, None], "a": {"9": 2, "10": 1}, "b": 1},
+            "created_at": "2025-11-02T10:30:00+00:00"}
+    row2 = dict(row1, email="new@example.com", balance=100)
+    ins, upd, dele = got["INSERT"][0], got["UPDATE"][0], got["DELETE"][0]
+    for o in (ins, upd, dele):
+        assert list(o) == SEED_004_KEYS
+        assert o["table"] == "users" and o["schema"] == "public"
+        assert o["webhook_id"] == flux["id"]
+        # When the change happened (the trigger's clock), ISO 8601 with milliseconds.
+        assert t0 - 1000 <= iso_ms(o["timestamp"]) <= t1 + 1000
+    assert ins["record"] == row1 and ins["old_record"] is None
+    assert upd["record"] == row2 and upd["old_record"] == row1
+    assert dele["record"] == row2 and dele["old_record"] == row2
+    # Numbers as JavaScript prints them (12.50 -> 12.5), integer-like keys first.
+    assert '"balance":12.5,' in got["INSERT"][1]["body"]
+    assert '"profile":{"2":[true,null],"a":{"9":2,"10":1},"b":1}' in got["INSERT"][1]["body"]
+
+    # The seed 000 deliveries: same messages, other bytes; no secret given, so a generated
+    # whsec_ secret and the Standard Webhooks headers only.
+    sgot = by_event(sink.wait_for(3, "/supa", timeout=10 * hh.SLOW), supa["secret"],
+                    fluxbase=False)
+    assert set(sgot) == {"INSERT", "UPDATE", "DELETE"}
+    for op, (o, req) in sgot.items():
+        assert list(o) == SEED_000_KEYS
+        assert o["table"] == "users" and o["schema"] == "public"
+        assert (o["record"], o["old_record"]) == (got[op][0]["record"], got[op][0]["old_record"])
+        # One message per change, delivered to both subscriptions under the same id.
+        assert req["headers"]["webhook-id"] == got[op][1]["headers"]["webhook-id"]
+    assert h.sql("SELECT count(*), count(DISTINCT origin_id) FROM hookd.messages"
+                 " WHERE origin = 'change'")[0] == (3, 3)
+    # Seed 004's delivery history shows them.
+    r = h.get(f"/api/v1/webhooks/{flux['id']}/deliveries?limit=50", auth=True)
+    assert r.status == 200
+    assert sorted(d["status"] for d in r.body["data"]) == ["succeeded"] * 3
+
+
+def test_row_of_100_kb_is_delivered_whole(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.docs (id int PRIMARY KEY, body text, tags text[])")
+    wh = create_webhook(h, sink.url("/docs"), secret=SECRET,
+                        events=[{"table": "docs", "operations": ["INSERT"]}])
+    text = ("Grüße, 世界 / \"quoted\" \\ tab\t" * 4000)[:100 * 1024]
+    h.sql("INSERT INTO public.docs VALUES (1, %s, ARRAY['a', 'b'])", text)
+    (req,) = sink.wait_for(1, "/docs", timeout=10 * hh.SLOW)
+    o = wire(req, SECRET)
+    assert o["record"] == {"id": 1, "body": text, "tags": ["a", "b"]}
+    assert o["webhook_id"] == wh["id"]
+    # Far past NOTIFY's 8000-byte payload limit: the NOTIFY is only a wake-up.
+    assert len(req["body"].encode()) > 100 * 1024
+
+
+def test_operations_filter(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.items (id int PRIMARY KEY, qty int)")
+    only = create_webhook(h, sink.url("/ins"), secret=SECRET, name="inserts",
+                          events=[{"table": "items", "operations": ["INSERT"]}])
+    assert watched(h) == {"items": ["INSERT"]}
+    every = create_webhook(h, sink.url("/all"), secret=SECRET, name="all",
+                           events=[{"table": "public.items"}])
+    # The trigger covers the union of what the subscriptions ask for.
+    assert watched(h) == {"items": ["INSERT", "UPDATE", "DELETE"]}
+    # Event-type patterns, "*" included, never match row changes.
+    star = create_webhook(h, sink.url("/star"), name="star", events=["*"])
+    wait_cached(h, every["id"])
+    h.sql("INSERT INTO public.items VALUES (1, 1)")
+    h.sql("UPDATE public.items SET qty = 2")
+    h.sql("DELETE FROM public.items")
+    # The other subscription shows that UPDATE and DELETE were captured and sent.
+    allreq = by_event(sink.wait_for(3, "/all", timeout=10 * hh.SLOW), SECRET)
+    assert set(allreq) == {"INSERT", "UPDATE", "DELETE"}
+    time.sleep(0.3)
+    ins = [wire(r, SECRET) for r in sink.requests("/ins")]
+    assert [(o["event"], o["webhook_id"]) for o in ins] == [("INSERT", only["id"])]
+    assert sink.count("/star") == 0 and star["id"]
+    assert h.sql("SELECT count(*) FROM hookd.deliveries d JOIN hookd.messages m"
+                 " ON m.id = d.message_id WHERE m.origin = 'change'")[0][0] == 4
+
+
+# --- transactions -----------------------------------------------------------------------------
+
+def sink_records(sink, path):
+    """{record name: request} for the deliveries at path so far."""
+    return {json.loads(r["body"])["record"]["name"]: r for r in sink.requests(path)}
+
+
+def test_transactions_that_commit_out_of_order_are_both_delivered(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.orders (id serial PRIMARY KEY, name text)")
+    create_webhook(h, sink.url("/ooo"), secret=SECRET, events=[{"table": "orders"}])
+    c1 = pg.connect(dbname=h.db, autocommit=False)
+    c2 = pg.connect(dbname=h.db, autocommit=False)
+    k1, k2 = c1.cursor(), c2.cursor()
+    try:
+        # The case a cursor over change ids alone would get wrong: T1 writes the lower
+        # change id, T2 the higher one, T2 commits and is delivered, then T1 commits.
+        # (T2 takes its transaction id first: a transaction that is still open when a
+        # later-numbered one commits holds the reader back until it ends, see below.)
+        k2.execute("SELECT pg_current_xact_id()")
+        k1.execute("INSERT INTO public.orders (name) VALUES ('t1')")
+        k2.execute("INSERT INTO public.orders (name) VALUES ('t2')")
+        c2.commit()
+        hh.wait_until(lambda: "t2" in sink_records(sink, "/ooo"), 10 * hh.SLOW,
+                      message="T2's change delivered while T1 is open")
+        c1.commit()
+        hh.wait_until(lambda: "t1" in sink_records(sink, "/ooo"), 10 * hh.SLOW,
+                      message="T1's change delivered after it committed")
+        (i1, x1), (i2, x2) = h.sql("SELECT id, xid::text::bigint FROM hookd.changes"
+                                   " ORDER BY id")
+        assert i1 < i2 and x1 > x2  # T1: lower change id, committed last
+
+        # The same, with T1 also taking the lower transaction id: T2 commits first, but
+        # T1 might still write changes that come before T2's, so the reader waits for T1
+        # to end (the snapshot xmin), then delivers both.
+        k1.execute("INSERT INTO public.orders (name) VALUES ('t3')")
+        k2.execute("INSERT INTO public.orders (name) VALUES ('t4')")
+        c2.commit()
+        time.sleep(1.5)  # longer than capture_poll_interval (1 s)
+        assert "t4" not in sink_records(sink, "/ooo")
+        c1.commit()
+        hh.wait_until(lambda: {"t3", "t4"} <= set(sink_records(sink, "/ooo")), 10 * hh.SLOW,
+                      message="T3's and T4's changes delivered")
+    finally:
+        c1.close()
+        c2.close()
+    time.sleep(0.3)
+    reqs = sink.requests("/ooo")
+    assert sorted(json.loads(r["body"])["record"]["name"] for r in reqs) == \
+        ["t1", "t2", "t3", "t4"]
+    for r in reqs:
+        wire(r, SECRET)
+
+
+def test_rolled_back_changes_are_not_delivered(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.orders (id int PRIMARY KEY, name text)")
+    create_webhook(h, sink.url("/rb"), secret=SECRET, events=[{"table": "orders"}])
+    c = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        k = c.cursor()
+        k.execute("INSERT INTO public.orders VALUES (1, 'rolled back')")
+        k.execute("UPDATE public.orders SET name = 'rolled back too'")
+        c.rollback()
+        k.execute("INSERT INTO public.orders VALUES (2, 'kept')")
+        k.execute("SAVEPOINT s")
+        k.execute("INSERT INTO public.orders VALUES (3, 'to savepoint')")
+        k.execute("ROLLBACK TO SAVEPOINT s")
+        c.commit()
+        k.execute("INSERT INTO public.orders VALUES (4, 'last')")
+        c.commit()
+    finally:
+        c.close()
+    sink.wait_for(2, "/rb", timeout=10 * hh.SLOW)
+    time.sleep(0.5)
+    got = [wire(r, SECRET)["record"] for r in sink.requests("/rb")]
+    assert sorted(x["id"] for x in got) == [2, 4]
+    assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2
+
+
+# --- watches ----------------------------------------------------------------------------------
+
+def test_watches_api_and_sql(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.things (id int PRIMARY KEY);"
+          " CREATE TABLE public.others (id int PRIMARY KEY);"
+          " CREATE SCHEMA app; CREATE TABLE app.accounts (id int PRIMARY KEY);"
+          " CREATE VIEW public.thing_view AS SELECT * FROM public.things")
+    assert h.get("/api/v1/watches").status == 401
+    assert h.get("/api/v1/watches", auth=True).body == {"data": []}
+
+    r = h.post("/api/v1/watches", auth=True,
+               json={"table": "public.things", "operations": ["insert", "UPDATE"]})
+    assert r.status == 201, r.body
+    assert r.body == {"table": "things", "schema": "public", "name": "things",
+                      "operations": ["INSERT", "UPDATE"]}
+    # From SQL, as the docs show it.
+    h.sql("SELECT hookd.watch('app.accounts', ARRAY['DELETE'])")
+    h.sql("SELECT hookd.watch('public.others')")
+    r = h.get("/api/v1/watches", auth=True)
+    assert r.status == 200
+    assert r.body["data"] == [
+        {"table": "app.accounts", "schema": "app", "name": "accounts", "operations": ["DELETE"]},
+        {"table": "others", "schema": "public", "name": "others",
+         "operations": ["INSERT", "UPDATE", "DELETE"]},
+        {"table": "things", "schema": "public", "name": "things",
+         "operations": ["INSERT", "UPDATE"]}]
+    # Watching again replaces the operations.
+    r = h.post("/api/v1/watches", auth=True, json={"table": "public.things"})
+    assert r.status == 201 and r.body["operations"] == ["INSERT", "UPDATE", "DELETE"]
+
+    # A watch writes the outbox; an unwatch stops it.
+    h.sql("INSERT INTO public.things VALUES (1)")
+    assert h.sql("SELECT op, table_name, record::text FROM hookd.changes") == \
+        [("INSERT", "things", '{"id": 1}')]
+    r = h.delete("/api/v1/watches/public.things", auth=True)
+    assert r.status == 204
+    h.sql("INSERT INTO public.things VALUES (2)")
+    assert h.sql("SELECT count(*) FROM hookd.changes")[0][0] == 1
+    assert h.delete("/api/v1/watches/public.things", auth=True).status == 404
+    assert h.delete("/api/v1/watches/public.nothing", auth=True).status == 404
+    h.sql("SELECT hookd.unwatch('app.accounts')")
+    assert [w["table"] for w in h.get("/api/v1/watches", auth=True).body["data"]] == ["others"]
+
+    # Bad input.
+    for body, field in [
+            ({"table": "public.nothing"}, "table"),
+            ({"table": "nothing.things"}, "table"),
+            ({"table": "public.thing_view"}, "table"),
+            ({"table": "public.things", "operations": ["TRUNCATE"]}, "operations"),
+            ({"table": "public.things", "operations": []}, "operations"),
+            ({"table": "public.things", "operations": "INSERT"}, "operations"),
+            ({"operations": ["INSERT"]}, "table"),
+            ({"table": "hookd.deliveries"}, "table"),
+            ({"table": "hookd.changes"}, "table")]:
+        r = h.post("/api/v1/watches", auth=True, json=body)
+        assert (r.status, r.body.get("error"), r.body.get("field")) == \
+            (422, "validation_failed", field), (body, r.body)
+    r = h.post("/api/v1/watches", auth=True, body=b"{", headers={"Content-Type": "application/json"})
+    assert r.status == 400
+    assert set(watched(h)) == {"others"}
+
+
+def test_subscription_to_a_table_hookd_cannot_watch_is_refused_whole(pg, hookd_factory, sink):
+    h = fresh(pg, hookd_factory, name="cap")
+    n = subscription_count(h)
+    r = h.post("/api/v1/webhooks", auth=True, json={
+        "name": "missing", "url": sink.url("/m"), "secret": SECRET,
+        "events": ["order.*", {"table": "missing_table", "operations": ["INSERT"]}]})
+    assert r.status == 422, r.body
+    assert r.body["error"] == "validation_failed" and r.body["field"] == "events"
+    assert "missing_table" in r.body["message"]
+    assert subscription_count(h) == n and watched(h) == {}
+    # A PATCH that adds such a table is refused too, and changes nothing.
+    wh = create_webhook(h, sink.url("/m"), events=["order.*"])
+    r = h.patch(f"/api/v1/webhooks/{wh['id']}", auth=True,
+                json={"events": [{"table": "public.missing_table"}]})
+    assert r.status == 422 and r.body["field"] == "events"
+    assert h.get(f"/api/v1/webhooks/{wh['id']}", auth=True).body["events"] == ["order.*"]
+
+
+def test_unqualified_names_never_mean_hookds_own_tables(pg, hookd_factory, sink):
+    """hookd's schema has tables named events, messages, deliveries, changes...: a seed 004
+    subscription to the user's "events" table must watch public.events, and hookd never
+    watches its own tables (a trigger on hookd.changes would recurse on every change)."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.events (id int PRIMARY KEY, kind text)")
+    wh = create_webhook(h, sink.url("/ev"), secret=SECRET,
+                        events=[{"table": "events", "operations": ["INSERT"]}])
+    assert watched(h) == {"public.events": ["INSERT"]}
+    h.sql("INSERT INTO public.events VALUES (1, 'signup')")
+    (req,) = sink.wait_for(1, "/ev", timeout=10 * hh.SLOW)
+    o = wire(req, SECRET)
+    assert (o["schema"], o["table"], o["record"], o["webhook_id"]) == \
+        ("public", "events", {"id": 1, "kind": "signup"}, wh["id"])
+    # The API resolves the same way.
+    r = h.post("/api/v1/watches", auth=True, json={"table": "events"})
+    assert r.status == 201 and (r.body["schema"], r.body["name"]) == ("public", "events")
+    # A name hookd alone has is no table to watch.
+    r = h.post("/api/v1/webhooks", auth=True, json={
+        "name": "x", "url": sink.url("/x"), "events": [{"table": "deliveries"}]})
+    assert r.status == 422 and r.body["field"] == "events", r.body
+    for t in ("hookd.changes", "hookd.events"):
+        with pytest.raises(psycopg2.Error):
+            h.sql("SELECT hookd.watch(%s)", t)
+    assert set(watched(h)) == {"public.events"}
+
+
+# --- hookd as an ordinary role ----------------------------------------------------------------
+
+class AppHookd(hh.Hookd):
+    """A hookd that connects as the role hookd_app instead of the superuser."""
+
+    @property
+    def database_url(self):
+        return self.pg.url_for(self.db).replace("postgresql://hookd@", "postgresql://hookd_app@")
+
+
+def connect_as(pg, user, db):
+    c = psycopg2.connect(host=pg.sockdir, port=pg.port, user=user, dbname=db, connect_timeout=10)
+    c.autocommit = True
+    return c
+
+
+def test_hookd_as_an_ordinary_role(pg, test_root, sink):
+    """hookd needs no superuser: a role that owns its database (so it can make the schema)
+    and has TRIGGER on the tables it watches. Tables it may not trigger are refused whole;
+    the application's roles write their tables with no grant on hookd's schema."""
+    db = f"capapp_{uuid.uuid4().hex[:8]}"
+    pg.sql("DO $$ BEGIN"
+           " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hookd_app') THEN"
+           "  CREATE ROLE hookd_app LOGIN; END IF;"
+           " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_owner') THEN"
+           "  CREATE ROLE app_owner LOGIN; END IF;"
+           " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_writer') THEN"
+           "  CREATE ROLE app_writer LOGIN; END IF; END $$")
+    pg.sql(f'CREATE DATABASE "{db}" OWNER hookd_app', db="postgres")
+    # The application's tables belong to the application's role.
+    pg.sql("CREATE TABLE public.granted (id int PRIMARY KEY, v text);"
+           " CREATE TABLE public.private (id int PRIMARY KEY, v text);"
+           " ALTER TABLE public.granted OWNER TO app_owner;"
+           " ALTER TABLE public.private OWNER TO app_owner;"
+           " GRANT TRIGGER ON public.granted TO hookd_app;"
+           " GRANT SELECT, INSERT, UPDATE ON public.granted TO app_writer", db=db)
+    assert pg.sql("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles"
+                  " WHERE rolname = 'hookd_app'")[0] == (False, False, False)
+
+    h = AppHookd(pg, test_root, db=db, config={"outbound_allow_networks": "127.0.0.0/8",
+                                               "deliver_poll_interval": "200ms"})
+    try:
+        h.start()  # migrates its schema as hookd_app
+        assert pg.sql("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'hookd'",
+                      db=db) == [("hookd_app",)]
+
+        # No TRIGGER privilege: refused whole, through the subscription and the API.
+        n = subscription_count(h)
+        r = h.post("/api/v1/webhooks", auth=True, json={
+            "name": "private", "url": sink.url("/p"), "secret": SECRET,
+            "events": [{"table": "private", "operations": ["INSERT"]}]})
+        assert r.status == 422 and r.body["field"] == "events", r.body
+        assert "private" in r.body["message"]
+        assert subscription_count(h) == n
+        r = h.post("/api/v1/watches", auth=True, json={"table": "public.private"})
+        assert r.status == 422 and r.body["field"] == "table", r.body
+        assert watched(h) == {}
+
+        # TRIGGER privilege is enough to watch, and to widen the watch later.
+        a = create_webhook(h, sink.url("/g"), secret=SECRET, name="ins",
+                           events=[{"table": "granted", "operations": ["INSERT"]}])
+        assert watched(h) == {"granted": ["INSERT"]}
+        b = create_webhook(h, sink.url("/g"), secret=SECRET, name="upd",
+                           events=[{"table": "granted", "operations": ["UPDATE"]}])
+        assert watched(h) == {"granted": ["INSERT", "UPDATE"]}
+        wait_cached(h, b["id"])
+
+        # The application's roles write as before: nothing granted to them on hookd's schema.
+        for user, sql in [("app_owner", "INSERT INTO public.granted VALUES (1, 'owner')"),
+                          ("app_writer", "INSERT INTO public.granted VALUES (2, 'writer')"),
+                          ("app_writer", "UPDATE public.granted SET v = 'updated' WHERE id = 1")]:
+            c = connect_as(pg, user, db)
+            try:
+                c.cursor().execute(sql)
+            finally:
+                c.close()
+        reqs = sink.wait_for(3, "/g", timeout=10 * hh.SLOW)
+        got = sorted((o["event"], o["record"]["id"], o["webhook_id"])
+                     for o in (wire(r, SECRET) for r in reqs))
+        assert got == sorted([("INSERT", 1, a["id"]), ("INSERT", 2, a["id"]),
+                              ("UPDATE", 1, b["id"])])
+        # Dropping a trigger is the table owner's right alone (Postgres): hookd says so.
+        r = h.delete("/api/v1/watches/public.granted", auth=True)
+        assert r.status == 403 and r.body["error"] == "forbidden", r.body
+        assert "owner" in r.body["message"]
+    finally:
+        h.finish()
+
+
+# --- seed 004's own receiver ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def express(test_root):
+    """express from the npm registry, installed into a scratch folder."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are not installed")
+    prefix = os.path.join(test_root, "npm-express")
+    os.makedirs(prefix, exist_ok=True)
+    p = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund",
+                        "--loglevel=error", "express"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert p.returncode == 0, f"npm install express failed:\n{p.stdout}"
+    return os.path.join(prefix, "node_modules")
+
+
+class ExpressReceiver:
+    """node/fluxbase-express.js: seed 004's Express handler with FLUXBASE_WEBHOOK_SECRET."""
+
+    def __init__(self, node_modules, root, secret):
+        self.out = os.path.join(root, f"fluxbase-express-{time.monotonic_ns()}.out")
+        env = dict(os.environ, NODE_PATH=node_modules, FLUXBASE_WEBHOOK_SECRET=secret)
+        with open(self.out, "wb") as f:
+            self.proc = subprocess.Popen(
+                ["node", os.path.join(HERE, "node", "fluxbase-express.js")],
+                stdout=f, stderr=subprocess.STDOUT, env=env)
+
+        def port():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"fluxbase-express exited:\n{hh.tail(self.out)}")
+            with open(self.out) as f:
+                for line in f:
+                    if line.startswith("listening on "):
+                        return int(line.split()[2])
+            return None
+        self.port = hh.wait_until(port, 20, message="express receiver listening")
+
+    def url(self, path="/webhooks/fluxbase"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self):
+        r = hh.http_request(self.port, "GET", "/_received")
+        assert r.status == 200
+        return r.body
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_seed_004_express_receiver_accepts_the_deliveries(pg, hookd_factory, test_root,
+                                                           express):
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.users (id uuid PRIMARY KEY, email text, name text,"
+          " score numeric, meta jsonb, created_at timestamptz DEFAULT now())")
+    rx = ExpressReceiver(express, test_root, SECRET)
+    try:
+        # Seed 004's create example, pointed at the receiver.
+        r = h.post("/api/v1/webhooks", auth=True, json={
+            "name": "User Events", "description": "Notify external system of user changes",
+            "url": rx.url(), "secret": SECRET, "enabled": True,
+            "events": [{"table": "users", "operations": ["INSERT", "UPDATE", "DELETE"]}],
+            "max_retries": 3, "timeout_seconds": 30, "retry_backoff_seconds": 5})
+        assert r.status == 201, r.body
+        wid = r.body["id"]
+        # A control: a webhook whose secret is not the receiver's must be turned away (401),
+        # or the 200s above would prove nothing.
+        bad = create_webhook(h, rx.url(), name="wrong secret", secret="not-the-secret",
+                             max_retries=0, events=[{"table": "users",
+                                                     "operations": ["INSERT"]}])
+        wait_cached(h, wid)
+        uid = "550e8400-e29b-41d4-a716-446655440000"
+        h.sql("INSERT INTO public.users (id, email, name, score, meta) VALUES"
+              " (%s, 'user@example.com', 'Zoë “quotes” / ✓', 1.50,"
+              " '{\"z\": 1, \"10\": \"ten\", \"2\": [1.0, 2.5e3, -0.0], \"url\": \"https://a/b\"}')",
+              uid)
+        h.sql("UPDATE public.users SET email = 'new@example.com', score = 1e-7 WHERE id = %s", uid)
+        h.sql("DELETE FROM public.users WHERE id = %s", uid)
+
+        def done():
+            rec = rx.received()["received"]
+            return rec if len(rec) >= 4 else None
+        rec = hh.wait_until(done, 15 * hh.SLOW, message="4 deliveries at the receiver")
+        mine = sorted((x["event"], x["status"]) for x in rec if x["webhook_id"] == wid)
+        assert mine == [("DELETE", 200), ("INSERT", 200), ("UPDATE", 200)], rec
+        assert [(x["event"], x["status"]) for x in rec if x["webhook_id"] == bad["id"]] == \
+            [("INSERT", 401)]
+        handled = {x["op"]: x for x in rx.received()["handled"]}
+        assert handled["INSERT"]["table"] == "users"
+        assert handled["INSERT"]["record"]["id"] == uid
+        assert handled["INSERT"]["record"]["name"] == "Zoë “quotes” / ✓"
+        assert handled["UPDATE"]["old_record"]["email"] == "user@example.com"
+        assert handled["UPDATE"]["record"]["email"] == "new@example.com"
+        assert handled["DELETE"]["record"]["id"] == uid
+        hh.wait_until(lambda: h.sql(
+            "SELECT count(*) FROM hookd.deliveries WHERE subscription_id = %s"
+            " AND status = 'succeeded' AND last_status = 200", wid)[0][0] == 3,
+            5 * hh.SLOW, message="the deliveries recorded as succeeded")
+    finally:
+        rx.stop()
