@@ -19,29 +19,59 @@
 #include "hookd/migrate.h"
 
 #define PRUNE_EVERY_MS 60000
+#define HELD_FIRST_MS 2 /* first look again at changes held back by an open transaction */
 
 /*
  * The reader runs one hookd.capture_step() at a time. A wake-up that arrives while a
  * step runs is remembered and answered by another step when it finishes, so a NOTIFY
  * is never lost and never piles up.
+ *
+ * A step may find committed changes held back behind a transaction that is still open
+ * (the snapshot xmin). When that transaction ends, nothing may wake the reader (it sends
+ * no NOTIFY unless it changed a watched table too), so the reader looks again after
+ * HELD_FIRST_MS, doubling while the same changes stay held, up to the poll interval.
  */
 struct capture {
 	struct app *app;
 	struct event *poll;
 	struct event *prune;
+	struct event *soon;    /* the look again at held changes */
 	struct db_req *step;   /* the step in flight */
 	struct db_req *pruning;
 	int again;             /* woken while a step ran */
+	int soon_fired;        /* the step now running was the look again */
+	int64_t held_ms;       /* the current delay of the look again; 0: nothing held */
 	void (*on_work)(void *arg);
 	void *on_work_arg;
 };
 
 static struct metric *m_changes, *m_steps;
 
-static const char step_sql[] = "SELECT changes, messages, more FROM hookd.capture_step($1)";
+static const char step_sql[] =
+    "SELECT changes, messages, more, held FROM hookd.capture_step($1)";
 static const char prune_sql[] = "SELECT hookd.capture_prune($1::bigint * interval '1 millisecond')";
 
 static void step(struct capture *c);
+
+/* Look again at changes held back, soon (see struct capture). */
+static void
+look_again(struct capture *c)
+{
+	int64_t poll_ms = c->app->cfg.capture_poll_interval;
+	struct timeval tv;
+
+	if (c->held_ms == 0)
+		c->held_ms = HELD_FIRST_MS;
+	else if (c->soon_fired)
+		c->held_ms *= 2; /* still held after a look again: a longer transaction */
+	if (c->held_ms > poll_ms)
+		c->held_ms = poll_ms;
+	if (evtimer_pending(c->soon, NULL))
+		return;
+	tv.tv_sec = (time_t)(c->held_ms / 1000);
+	tv.tv_usec = (suseconds_t)(c->held_ms % 1000 * 1000);
+	evtimer_add(c->soon, &tv);
+}
 
 static void
 step_cb(const struct db_result *r, void *arg)
@@ -55,6 +85,10 @@ step_cb(const struct db_result *r, void *arg)
 		int messages = atoi(db_value(r->res[0], 0, 1));
 
 		more = strcmp(db_value(r->res[0], 0, 2), "t") == 0;
+		if (strcmp(db_value(r->res[0], 0, 3), "t") == 0)
+			look_again(c);
+		else
+			c->held_ms = 0;
 		metric_add(m_steps, 1);
 		if (changes > 0) {
 			metric_add(m_changes, changes);
@@ -63,12 +97,14 @@ step_cb(const struct db_result *r, void *arg)
 		if (messages > 0 && c->on_work != NULL)
 			c->on_work(c->on_work_arg);
 	} else if (r->status == DB_ERR_SQL && (strcmp(r->sqlstate, "42883") == 0 ||
-	                                          strcmp(r->sqlstate, "42P01") == 0)) {
+	                                          strcmp(r->sqlstate, "42P01") == 0 ||
+	                                          strcmp(r->sqlstate, "42703") == 0)) {
 		/* The schema is older than this binary: the janitor migrates, the poll retries. */
 		log_debug("capture: schema not ready: %s", r->error);
 	} else if (r->status != DB_OK) {
 		log_warn("capture: cannot read changes: %s", r->error);
 	}
+	c->soon_fired = 0;
 	/* A full batch means there is more; a wake-up during the step may mean more too. */
 	if (more || c->again) {
 		c->again = 0;
@@ -96,6 +132,15 @@ static void
 notify_cb(const char *channel, const char *payload, void *arg)
 {
 	step(arg);
+}
+
+static void
+soon_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct capture *c = arg;
+
+	c->soon_fired = 1;
+	step(c);
 }
 
 static void
@@ -160,6 +205,7 @@ capture_new(struct app *app)
 	listen_on_connect(app->listen, reconnect_cb, c);
 	c->poll = event_new(app->base, -1, 0, poll_cb, c);
 	c->prune = event_new(app->base, -1, 0, prune_cb, c);
+	c->soon = evtimer_new(app->base, soon_cb, c);
 	event_add(c->poll, &now);
 	event_add(c->prune, &now);
 	return c;
@@ -189,6 +235,7 @@ capture_free(struct capture *c)
 		db_cancel(c->pruning);
 	event_free(c->poll);
 	event_free(c->prune);
+	event_free(c->soon);
 	free(c);
 }
 
@@ -274,7 +321,7 @@ watched_cb(const struct db_result *res, void *arg)
 
 	if (res->status == DB_ERR_SQL) {
 		if (strcmp(res->sqlstate, "42P01") == 0 || strcmp(res->sqlstate, "3F000") == 0)
-			invalid(r, "table", "no such table: %s", res->error);
+			invalid(r, "table", "%s", res->error);
 		else if (strcmp(res->sqlstate, "42501") == 0)
 			invalid(r, "table", "%s", res->error);
 		else if (strcmp(res->sqlstate, "P0001") == 0)

@@ -5,10 +5,11 @@ Every test asserts the bytes the receiver got: the body is compact JSON exactly 
 JavaScript's JSON.stringify prints it (so a receiver that re-serializes the parsed body
 signs the same bytes), the Standard Webhooks signature and seed 004's X-Fluxbase-Signature
 verify, and the fields are seed 004's (or seed 000's) with the row's values. Also: rows of
-any size (no NOTIFY payload limit), the operations filter, transactions that commit in the
-opposite order of their change ids, rollbacks, the watches API and hookd.watch() from SQL,
-tables hookd may not watch (missing, no TRIGGER privilege, hookd's own), hookd running as
-an ordinary (non-superuser) role, and seed 004's own Express receiver accepting everything.
+any size (no NOTIFY payload limit), partitioned tables, the operations filter, transactions
+that commit in the opposite order of their change ids, a change held back by an open
+transaction, rollbacks, the watches API and hookd.watch() from SQL, tables hookd may not
+watch (missing, no TRIGGER privilege, hookd's own), hookd running as an ordinary
+(non-superuser) role, and seed 004's own Express receiver accepting everything.
 
 Crashes, restarts and several processes are in test_capture_crash.py.
 """
@@ -176,6 +177,33 @@ def test_row_of_100_kb_is_delivered_whole(pg, hookd_factory, sink):
     assert len(req["body"].encode()) > 100 * 1024
 
 
+def test_partitioned_table_reports_the_watched_table(pg, hookd_factory, sink):
+    """A subscription to a partitioned table gets its changes under that table's name, not
+    under the partition's each row landed in."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.measurements (id int, at date, v numeric)"
+          " PARTITION BY RANGE (at);"
+          " CREATE TABLE public.measurements_2025 PARTITION OF public.measurements"
+          " FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');"
+          " CREATE TABLE public.measurements_2026 PARTITION OF public.measurements"
+          " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    wh = create_webhook(h, sink.url("/part"), secret=SECRET,
+                        events=[{"table": "measurements", "operations": ["INSERT", "UPDATE"]}])
+    assert watched(h) == {"measurements": ["INSERT", "UPDATE"]}
+    h.sql("INSERT INTO public.measurements VALUES (1, '2025-05-05', 1.5), (2, '2026-06-06', 2)")
+    h.sql("UPDATE public.measurements SET v = 3 WHERE id = 2")
+    got = sorted((o["event"], o["record"]["id"], o["table"], o["webhook_id"]) for o in
+                 (wire(r, SECRET) for r in sink.wait_for(3, "/part", timeout=10 * hh.SLOW)))
+    assert got == [("INSERT", 1, "measurements", wh["id"]), ("INSERT", 2, "measurements", wh["id"]),
+                   ("UPDATE", 2, "measurements", wh["id"])]
+    # A partition made later is covered too (Postgres clones the trigger onto it).
+    h.sql("CREATE TABLE public.measurements_2027 PARTITION OF public.measurements"
+          " FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');"
+          " INSERT INTO public.measurements VALUES (3, '2027-07-07', 0)")
+    req = sink.wait_for(4, "/part", timeout=10 * hh.SLOW)[-1]
+    assert wire(req, SECRET)["table"] == "measurements"
+
+
 def test_operations_filter(pg, hookd_factory, sink):
     h = fresh(pg, hookd_factory, name="cap")
     h.sql("CREATE TABLE public.items (id int PRIMARY KEY, qty int)")
@@ -255,6 +283,31 @@ def test_transactions_that_commit_out_of_order_are_both_delivered(pg, hookd_fact
         ["t1", "t2", "t3", "t4"]
     for r in reqs:
         wire(r, SECRET)
+
+
+def test_change_held_back_by_an_open_transaction_goes_out_when_it_ends(pg, hookd_factory,
+                                                                        sink):
+    """A change committed while an older transaction is still open waits for it (the
+    snapshot xmin); when that transaction ends without touching a watched table nothing
+    sends a NOTIFY, and the reader must not wait for its next poll (10 s here)."""
+    h = fresh(pg, hookd_factory, name="cap", capture_poll_interval="10s")
+    h.sql("CREATE TABLE public.orders (id int PRIMARY KEY, name text);"
+          " CREATE TABLE public.unwatched (id int)")
+    create_webhook(h, sink.url("/held"), secret=SECRET, events=[{"table": "orders"}])
+    old = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        old.cursor().execute("INSERT INTO public.unwatched VALUES (1)")  # takes an xid
+        h.sql("INSERT INTO public.orders VALUES (1, 'held')")
+        time.sleep(0.4)
+        assert sink.count("/held") == 0  # held back behind the open transaction
+        old.commit()
+        ended = time.monotonic()
+    finally:
+        old.close()
+    (req,) = sink.wait_for(1, "/held", timeout=5)
+    took = time.monotonic() - ended
+    assert took < 1.5, f"delivered {took:.2f} s after the transaction ended"
+    assert wire(req, SECRET)["record"] == {"id": 1, "name": "held"}
 
 
 def test_rolled_back_changes_are_not_delivered(pg, hookd_factory, sink):
@@ -341,7 +394,8 @@ def test_watches_api_and_sql(pg, hookd_factory, sink):
         r = h.post("/api/v1/watches", auth=True, json=body)
         assert (r.status, r.body.get("error"), r.body.get("field")) == \
             (422, "validation_failed", field), (body, r.body)
-    r = h.post("/api/v1/watches", auth=True, body=b"{", headers={"Content-Type": "application/json"})
+    r = h.post("/api/v1/watches", auth=True, body=b"{",
+               headers={"Content-Type": "application/json"})
     assert r.status == 400
     assert set(watched(h)) == {"others"}
 
@@ -408,9 +462,9 @@ def connect_as(pg, user, db):
 
 
 def test_hookd_as_an_ordinary_role(pg, test_root, sink):
-    """hookd needs no superuser: a role that owns its database (so it can make the schema)
-    and has TRIGGER on the tables it watches. Tables it may not trigger are refused whole;
-    the application's roles write their tables with no grant on hookd's schema."""
+    """hookd needs no superuser: CREATE on the database (to make its schema) and TRIGGER on
+    the tables it watches (docs/capture.md, "Grants"). Tables it may not trigger are refused
+    whole; the application's roles write their tables with no grant on hookd's schema."""
     db = f"capapp_{uuid.uuid4().hex[:8]}"
     pg.sql("DO $$ BEGIN"
            " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hookd_app') THEN"
@@ -419,7 +473,8 @@ def test_hookd_as_an_ordinary_role(pg, test_root, sink):
            "  CREATE ROLE app_owner LOGIN; END IF;"
            " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_writer') THEN"
            "  CREATE ROLE app_writer LOGIN; END IF; END $$")
-    pg.sql(f'CREATE DATABASE "{db}" OWNER hookd_app', db="postgres")
+    pg.sql(f'CREATE DATABASE "{db}" OWNER app_owner', db="postgres")
+    pg.sql(f'GRANT CREATE ON DATABASE "{db}" TO hookd_app', db="postgres")
     # The application's tables belong to the application's role.
     pg.sql("CREATE TABLE public.granted (id int PRIMARY KEY, v text);"
            " CREATE TABLE public.private (id int PRIMARY KEY, v text);"
@@ -559,7 +614,8 @@ def test_seed_004_express_receiver_accepts_the_deliveries(pg, hookd_factory, tes
         uid = "550e8400-e29b-41d4-a716-446655440000"
         h.sql("INSERT INTO public.users (id, email, name, score, meta) VALUES"
               " (%s, 'user@example.com', 'Zoë “quotes” / ✓', 1.50,"
-              " '{\"z\": 1, \"10\": \"ten\", \"2\": [1.0, 2.5e3, -0.0], \"url\": \"https://a/b\"}')",
+              " '{\"z\": 1, \"10\": \"ten\", \"2\": [1.0, 2.5e3, -0.0],"
+              " \"url\": \"https://a/b\"}')",
               uid)
         h.sql("UPDATE public.users SET email = 'new@example.com', score = 1e-7 WHERE id = %s", uid)
         h.sql("DELETE FROM public.users WHERE id = %s", uid)

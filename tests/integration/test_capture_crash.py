@@ -35,10 +35,11 @@ def durable_commits(pg):
     yield
 
 
-def start_stream(pg, hookd_factory, sink, path, **config):
+def start_stream(pg, hookd_factory, sink, path, timeout_seconds=30, **config):
     h = fresh(pg, hookd_factory, name="capx", **config)
     h.sql("CREATE TABLE public.stream (id int PRIMARY KEY, v text)")
-    wh = create_webhook(h, sink.url(path), secret=SECRET, events=[{"table": "stream"}])
+    wh = create_webhook(h, sink.url(path), secret=SECRET, events=[{"table": "stream"}],
+                        timeout_seconds=timeout_seconds)
     wait_cached(h, wh["id"])
     return h, wh
 
@@ -52,6 +53,26 @@ def received(sink, path):
         assert r["headers"]["x-fluxbase-signature"] == hex_hmac(SECRET, body)
         out.append((r["headers"]["webhook-id"], json.loads(body)))
     return out
+
+
+def wait_or_explain(h, fn, timeout, message):
+    """wait_until, and on a timeout say where the outbox and the deliveries stand."""
+    try:
+        hh.wait_until(fn, timeout, message=message)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {state(h)}") from None
+
+
+def state(h):
+    return h.sql(
+        "SELECT json_build_object('changes', (SELECT count(*) FROM hookd.changes),"
+        " 'cursor', (SELECT row_to_json(c) FROM hookd.capture_cursor c),"
+        " 'last_change', (SELECT row_to_json(x) FROM (SELECT xid, id FROM hookd.changes"
+        "   ORDER BY xid DESC, id DESC LIMIT 1) x),"
+        " 'messages', (SELECT count(*) FROM hookd.messages WHERE origin = 'change'),"
+        " 'deliveries', (SELECT json_object_agg(s, n) FROM (SELECT status || CASE WHEN"
+        "   leased_by IS NULL THEN '' ELSE '/leased' END AS s, count(*) AS n"
+        "   FROM hookd.deliveries GROUP BY 1) x))::text")[0][0]
 
 
 def one_message_per_change(h):
@@ -165,8 +186,8 @@ def test_postgres_restart_immediate_during_a_stream(pg, hookd_factory, sink):
     committed = {r[0] for r in h.sql("SELECT id FROM public.stream")}
     assert w.acked <= committed, f"acknowledged but lost: {sorted(w.acked - committed)[:10]}"
     assert committed <= w.acked | w.doubt
-    hh.wait_until(lambda: sink.count("/restart") >= len(committed), 30 * hh.SLOW,
-                  message=f"{len(committed)} deliveries")
+    wait_or_explain(h, lambda: sink.count("/restart") >= len(committed), 30 * hh.SLOW,
+                    f"{len(committed)} deliveries")
     time.sleep(1)
     got = received(sink, "/restart")
     delivered = collections.Counter(o["record"]["id"] for _, o in got)
@@ -185,7 +206,8 @@ def test_kill9_during_a_stream(pg, hookd_factory, sink):
     """hookd killed while reading and sending: a new process makes every missing message
     (and no message twice) and sends every delivery; a delivery is sent twice only if the
     dead process had leased it (its lease, 5 s here, expires and it is sent again)."""
-    h, wh = start_stream(pg, hookd_factory, sink, "/kill9", deliver_lease="5s")
+    h, wh = start_stream(pg, hookd_factory, sink, "/kill9", deliver_lease="5s",
+                         timeout_seconds=2)  # a lease: 5 s (timeout + 3 s at least)
     w = Writer(pg, h.db, pause=0.001)
     w.start()
     try:
@@ -203,8 +225,8 @@ def test_kill9_during_a_stream(pg, hookd_factory, sink):
         w.join(10)
     committed = {r[0] for r in h.sql("SELECT id FROM public.stream")}
     assert w.doubt == set() and committed == w.acked
-    hh.wait_until(lambda: len({o["record"]["id"] for _, o in received(sink, "/kill9")})
-                  >= len(committed), 30 * hh.SLOW, message="every change delivered")
+    wait_or_explain(h, lambda: len({o["record"]["id"] for _, o in received(sink, "/kill9")})
+                    >= len(committed), 30 * hh.SLOW, "every change delivered")
     time.sleep(0.5)
     got = received(sink, "/kill9")
     assert {o["record"]["id"] for _, o in got} == committed

@@ -4,11 +4,13 @@ flight loses nothing (the leases expire and another process sends again), and tw
 processes on one database deliver every message, each once when no lease expires."""
 
 import collections
+import signal
 import socket
 import time
 
 import hookd_harness as hh
-from outbound import create_webhook, fresh, publish, sibling
+from outbound import (create_webhook, fresh, publish, sibling, standard_signatures,
+                      wait_delivery)
 from sink import sink  # noqa: F401  (fixture)
 
 
@@ -91,3 +93,30 @@ def test_lease_lost_with_its_connection_is_handed_back(pg, hookd_factory, sink):
     assert d
     assert [r["headers"]["webhook-id"] for r in sink.requests("/lost")] == ["evt_orphan"]
     h.wait_for_log(lambda ln: "handed back 1 delivery lease" in ln.get("msg", ""))
+
+
+def test_a_process_that_cannot_unseal_the_secret_sends_nothing_unsigned(pg, hookd_factory,
+                                                                        sink):
+    """A process whose master key is not the one the secrets were sealed with (a second
+    process set up without the shared key) must not send deliveries without signatures."""
+    a = fresh(pg, hookd_factory, name="key")
+    wh = create_webhook(a, sink.url("/key"))
+    a.signal(signal.SIGTERM)
+    assert a.wait_exit(15 * hh.SLOW) == 0
+    b = hookd_factory(config=dict(a.config), db=a.db)  # a master key of its own
+    mid = publish(b)
+    d = wait_delivery(b, mid, "dead", 10)
+    assert "could be unsealed" in d["last_error"]
+    assert b.sql("SELECT count(*) FROM hookd.attempts")[0][0] == 0
+    time.sleep(0.3)
+    assert sink.count("/key") == 0
+    # Replayed by a process with the right key, it goes out signed.
+    b.signal(signal.SIGTERM)
+    assert b.wait_exit(15 * hh.SLOW) == 0
+    c = sibling(hookd_factory, a)
+    assert c.post(f"/api/v1/deliveries/{d['id']}/replay", auth=True).status == 202
+    wait_delivery(c, mid, "succeeded", 10)
+    (req,) = sink.requests("/key")
+    hdr = req["headers"]
+    assert hdr["webhook-signature"] == standard_signatures(
+        wh["secret"], mid, hdr["webhook-timestamp"], req["body"].encode())
