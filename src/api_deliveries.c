@@ -15,11 +15,11 @@
 #include "hookd/json.h"
 #include "hookd/log.h"
 
-#define LIST_DEFAULT 50
-#define LIST_MAX 500
-#define ATTEMPTS_MAX 1000
+#define LIST_DEFAULT     50
+#define LIST_MAX         500
+#define ATTEMPTS_MAX     1000
 #define WINDOW_DEFAULT_S 86400
-#define WINDOW_MAX_S (86400 * 90)
+#define WINDOW_MAX_S     (86400 * 90)
 
 /* A timestamptz as ISO 8601 UTC with milliseconds, as time_iso8601() writes it. */
 #define ISO(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -29,27 +29,31 @@
  * response time, response body, timestamp). la is its latest attempt (LATERAL), m its
  * message.
  */
-#define DELIVERY_FIELDS                                                                                                                  \
-	"'id', d.id, 'webhook_id', d.subscription_id, 'message_id', d.message_id,"                                                       \
-	" 'event', m.event_type, 'status', d.status, 'attempts', d.attempts,"                                                            \
-	" 'response_status', d.last_status, 'response_time_ms', d.last_duration_ms,"                                                     \
-	" 'response_body', la.response_body, 'error', d.last_error,"                                                                     \
-	" 'timestamp', " ISO(                                                                                                            \
-	    "coalesce(la.started_at, d.created_at)") ","                                                                                 \
-	                                             " 'next_attempt_at', CASE WHEN d.status IN "                                        \
-	                                             "('pending', 'failed') THEN " ISO(                                                  \
-	                                                 "d.next_attempt_at") " END,"                                                    \
-	                                                                      " 'created_at',"                                           \
-	                                                                      " " ISO("d.created_"                                       \
-	                                                                              "at") ", "                                         \
-	                                                                                    "'upd"                                       \
-	                                                                                    "ated"                                       \
-	                                                                                    "_at'"                                       \
-	                                                                                    ","                                          \
-	                                                                                    " " ISO(                                     \
-	                                                                                        "d.updated_at") ","                      \
-	                                                                                                        " 'completed_at', " ISO( \
-	                                                                                                            "d.completed_at")
+#define DELIVERY_FIELDS                                                                                                    \
+	"'id', d.id, 'webhook_id', d.subscription_id, 'message_id', d.message_id,"                                         \
+	" 'event', m.event_type, 'status', d.status, 'attempts', d.attempts,"                                              \
+	" 'response_status', d.last_status, 'response_time_ms', d.last_duration_ms,"                                       \
+	" 'response_body', la.response_body, 'error', d.last_error,"                                                       \
+	" 'timestamp', " ISO(                                                                                              \
+	    "coalesce(la.started_at, d.created_at)") ","                                                                   \
+	                                             " 'next_attempt_at', CASE WHEN d.status IN "                          \
+	                                             "('pending', 'failed') THEN " ISO(                                    \
+	                                                 "d.next_attempt_at") " END,"                                      \
+	                                                                      " 'created_at',"                             \
+	                                                                      " " ISO(                                     \
+	                                                                          "d.created_"                             \
+	                                                                          "at") ", "                               \
+	                                                                                "'upd"                             \
+	                                                                                "ated"                             \
+	                                                                                "_at'"                             \
+	                                                                                ","                                \
+	                                                                                " " ISO(                           \
+	                                                                                    "d."                           \
+	                                                                                    "upda"                         \
+	                                                                                    "ted_"                         \
+	                                                                                    "at") ","                      \
+	                                                                                          " 'completed_at', " ISO( \
+	                                                                                              "d.completed_at")
 #define DELIVERY_FROM                                                                              \
 	" FROM hookd.deliveries d LEFT JOIN hookd.messages m ON m.id = d.message_id"               \
 	" LEFT JOIN LATERAL (SELECT a.response_body, a.started_at FROM hookd.attempts a"           \
@@ -176,7 +180,7 @@ static const char stats_sql[] =
 
 /* Which reply shape a route speaks. */
 enum shape {
-	SHAPE_V1, /* {"data": ...} / {"error", "message"} */
+	SHAPE_V1,        /* {"data": ...} / {"error", "message"} */
 	SHAPE_OMNISALES, /* seed 003: {"success": true, "data": ...} / {"success": false, "error"}
 	                  */
 };

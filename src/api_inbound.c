@@ -13,8 +13,8 @@
 #include "hookd/process.h"
 
 #define LIST_DEFAULT 50
-#define LIST_MAX 500
-#define LOGS_MAX 1000
+#define LIST_MAX     500
+#define LOGS_MAX     1000
 
 /* Newest first, keyset pagination on (received_at, id): "before" is the last id seen. */
 static const char list_sql[] =

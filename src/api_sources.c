@@ -22,8 +22,8 @@
 #include "hookd/verify.h"
 
 #define LIST_DEFAULT 100
-#define LIST_MAX 1000
-#define WRITE_TRIES 20 /* read-modify-write attempts while other processes change the source */
+#define LIST_MAX     1000
+#define WRITE_TRIES  20 /* read-modify-write attempts while other processes change the source */
 
 /* --- SQL ------------------------------------------------------------------------------ */
 
@@ -34,36 +34,112 @@
  * One source row as every statement here returns it (enum col). Secrets come sealed with
  * their timestamps normalized and a "live" flag; xmin guards read-modify-write.
  */
-#define SOURCE_COLS                                                                          \
-	"s.id, s.slug, s.name, s.description, s.verifier::text,"                             \
-	" (SELECT coalesce(json_agg(json_build_object('id', x->>'id', 'sealed', x->>'sealed',"  \
-	"   'created_at', " ISO("(x->>'created_at')::timestamptz") ","                         \
-	"   'expires_at', " ISO("(x->>'expires_at')::timestamptz") ","                         \
-	"   'live', x->>'expires_at' IS NULL OR (x->>'expires_at')::timestamptz > now())"       \
-	"   ORDER BY o), '[]')"                                                                \
-	"   FROM jsonb_array_elements(s.secrets) WITH ORDINALITY AS e(x, o))::text,"            \
-	" s.timestamp_tolerance, array_to_json(s.allowed_event_types)::text, s.max_body,"       \
-	" s.rate_limit_per_sec, s.rate_limit_burst, array_to_json(s.ip_allowlist::text[])::text," \
-	" s.dedupe_key, s.event_type_key, s.handler::text, s.review_required, s.active, "      \
-	ISO("s.created_at") ", " ISO("s.updated_at") ", s.xmin::text"
+#define SOURCE_COLS                                                                                          \
+	"s.id, s.slug, s.name, s.description, s.verifier::text,"                                             \
+	" (SELECT coalesce(json_agg(json_build_object('id', x->>'id', 'sealed', x->>'sealed',"               \
+	"   'created_at', " ISO(                                                                             \
+	    "(x->>'created_at')::timestamptz") ","                                                           \
+	                                       "   'expires_at', " ISO(                                      \
+	                                           "(x->>'expires_at')::timestamptz") ","                    \
+	                                                                              "   "                  \
+	                                                                              "'live', "             \
+	                                                                              "x->>'"                \
+	                                                                              "expires_"             \
+	                                                                              "at' IS "              \
+	                                                                              "NULL OR "             \
+	                                                                              "(x->>'"               \
+	                                                                              "expires_"             \
+	                                                                              "at')::"               \
+	                                                                              "timestampt"           \
+	                                                                              "z > now())"           \
+	                                                                              "   ORDER "            \
+	                                                                              "BY o), "              \
+	                                                                              "'[]')"                \
+	                                                                              "   FROM "             \
+	                                                                              "jsonb_"               \
+	                                                                              "array_"               \
+	                                                                              "elements("            \
+	                                                                              "s.secrets)"           \
+	                                                                              " WITH "               \
+	                                                                              "ORDINALITY"           \
+	                                                                              " AS e(x, "            \
+	                                                                              "o))::text,"           \
+	                                                                              " s."                  \
+	                                                                              "timestamp_"           \
+	                                                                              "tolerance,"           \
+	                                                                              " array_to_"           \
+	                                                                              "json(s."              \
+	                                                                              "allowed_"             \
+	                                                                              "event_"               \
+	                                                                              "types)::"             \
+	                                                                              "text, "               \
+	                                                                              "s.max_"               \
+	                                                                              "body,"                \
+	                                                                              " s.rate_"             \
+	                                                                              "limit_per_"           \
+	                                                                              "sec, "                \
+	                                                                              "s.rate_"              \
+	                                                                              "limit_"               \
+	                                                                              "burst, "              \
+	                                                                              "array_to_"            \
+	                                                                              "json(s.ip_"           \
+	                                                                              "allowlist:"           \
+	                                                                              ":text[])::"           \
+	                                                                              "text,"                \
+	                                                                              " s.dedupe_"           \
+	                                                                              "key, "                \
+	                                                                              "s.event_"             \
+	                                                                              "type_key, "           \
+	                                                                              "s.handler:"           \
+	                                                                              ":text, "              \
+	                                                                              "s.review_"            \
+	                                                                              "required, "           \
+	                                                                              "s.active,"            \
+	                                                                              " " ISO("s."           \
+	                                                                                      "cr"           \
+	                                                                                      "ea"           \
+	                                                                                      "te"           \
+	                                                                                      "d_"           \
+	                                                                                      "a"            \
+	                                                                                      "t") ", " ISO( \
+	                                                                                  "s."               \
+	                                                                                  "update"           \
+	                                                                                  "d_at") ", s.xmin::text"
 
 enum col {
-	COL_ID, COL_SLUG, COL_NAME, COL_DESCRIPTION, COL_VERIFIER, COL_SECRETS, COL_TOLERANCE,
-	COL_ALLOWED, COL_MAX_BODY, COL_RATE, COL_BURST, COL_ALLOW, COL_DEDUPE, COL_ETKEY,
-	COL_HANDLER, COL_REVIEW, COL_ACTIVE, COL_CREATED, COL_UPDATED, COL_XMIN,
+	COL_ID,
+	COL_SLUG,
+	COL_NAME,
+	COL_DESCRIPTION,
+	COL_VERIFIER,
+	COL_SECRETS,
+	COL_TOLERANCE,
+	COL_ALLOWED,
+	COL_MAX_BODY,
+	COL_RATE,
+	COL_BURST,
+	COL_ALLOW,
+	COL_DEDUPE,
+	COL_ETKEY,
+	COL_HANDLER,
+	COL_REVIEW,
+	COL_ACTIVE,
+	COL_CREATED,
+	COL_UPDATED,
+	COL_XMIN,
 };
 
 /* The source named by $1 (its id or its slug) with $2 = $1 when $1 is a uuid, else NULL. */
-#define MATCH                                                                                \
-	"s.id = coalesce((SELECT id FROM hookd.sources WHERE id = $2::uuid),"                  \
+#define MATCH                                                                                      \
+	"s.id = coalesce((SELECT id FROM hookd.sources WHERE id = $2::uuid),"                      \
 	" (SELECT id FROM hookd.sources WHERE slug = $1))"
 
 /* JSON arrays (text) into text[] and cidr[], order kept; SQL NULL stays NULL. */
-#define TEXT_ARRAY(p)                                                                        \
-	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t FROM"                    \
+#define TEXT_ARRAY(p)                                                                              \
+	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t FROM"                        \
 	" jsonb_array_elements_text(" p "::jsonb) WITH ORDINALITY AS a(t, o) ORDER BY o) END"
-#define CIDR_ARRAY(p)                                                                        \
-	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t::cidr FROM"              \
+#define CIDR_ARRAY(p)                                                                              \
+	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t::cidr FROM"                  \
 	" jsonb_array_elements_text(" p "::jsonb) WITH ORDINALITY AS a(t, o) ORDER BY o) END"
 
 static const char list_sql[] =
@@ -71,25 +147,30 @@ static const char list_sql[] =
 
 static const char load_sql[] = "SELECT " SOURCE_COLS " FROM hookd.sources s WHERE " MATCH;
 
-static const char insert_sql[] =
-    "INSERT INTO hookd.sources AS s (id, slug, name, description, verifier, secrets,"
-    " timestamp_tolerance, allowed_event_types, max_body, rate_limit_per_sec, rate_limit_burst,"
-    " ip_allowlist, dedupe_key, event_type_key, handler, review_required, active)"
-    " VALUES ($1::uuid, $2, $3, $4, $5::jsonb, coalesce($6::jsonb, '[]'), $7::integer, "
-    TEXT_ARRAY("$8") ", $9::integer, $10::double precision, $11::integer, " CIDR_ARRAY("$12")
-    ", $13, $14, $15::jsonb, $16::boolean, $17::boolean)"
-    " RETURNING " SOURCE_COLS;
+static const char
+    insert_sql[] =
+        "INSERT INTO hookd.sources AS s (id, slug, name, description, verifier, secrets,"
+        " timestamp_tolerance, allowed_event_types, max_body, rate_limit_per_sec, rate_limit_burst,"
+        " ip_allowlist, dedupe_key, event_type_key, handler, review_required, active)"
+        " VALUES ($1::uuid, $2, $3, $4, $5::jsonb, coalesce($6::jsonb, '[]'), "
+        "$7::integer, " TEXT_ARRAY("$8") ", $9::integer, $10::double precision, "
+                                         "$11::integer, " CIDR_ARRAY(
+                                             "$12") ", $13, $14, $15::jsonb, $16::boolean, "
+                                                    "$17::boolean)"
+                                                    " RETURNING " SOURCE_COLS;
 
 static const char update_sql[] =
     "UPDATE hookd.sources s SET slug = $3, name = $4, description = $5, verifier = $6::jsonb,"
     " secrets = coalesce($7::jsonb, s.secrets), timestamp_tolerance = $8::integer,"
-    " allowed_event_types = " TEXT_ARRAY("$9") ", max_body = $10::integer,"
-    " rate_limit_per_sec = $11::double precision, rate_limit_burst = $12::integer,"
-    " ip_allowlist = " CIDR_ARRAY("$13") ", dedupe_key = $14, event_type_key = $15,"
-    " handler = $16::jsonb, review_required = $17::boolean, active = $18::boolean,"
-    " updated_at = now()"
-    " WHERE s.id = $1::uuid AND s.xmin::text = $2"
-    " RETURNING " SOURCE_COLS;
+    " allowed_event_types = " TEXT_ARRAY(
+        "$9") ", max_body = $10::integer,"
+              " rate_limit_per_sec = $11::double precision, rate_limit_burst = $12::integer,"
+              " ip_allowlist = " CIDR_ARRAY("$13") ", dedupe_key = $14, event_type_key = $15,"
+                                                   " handler = $16::jsonb, review_required = "
+                                                   "$17::boolean, active = $18::boolean,"
+                                                   " updated_at = now()"
+                                                   " WHERE s.id = $1::uuid AND s.xmin::text = $2"
+                                                   " RETURNING " SOURCE_COLS;
 
 static const char update_secrets_sql[] =
     "UPDATE hookd.sources s SET secrets = $3::jsonb, updated_at = now()"
@@ -135,7 +216,7 @@ struct sreq {
 	char *slug;               /* the slug being written, for a conflict message */
 	int check_fn;             /* the write group starts with check_function_sql */
 	int tries;
-	TAILQ_ENTRY(sreq) entry;  /* in waiting */
+	TAILQ_ENTRY(sreq) entry; /* in waiting */
 };
 
 /*
@@ -386,8 +467,8 @@ field_texts_free(struct field_texts *t)
  * secrets: new sealed secrets, or NULL to keep those stored.
  */
 static void
-push_fields(struct db_params *p, const struct source_input *in, struct field_texts *t,
-    char *secrets)
+push_fields(
+    struct db_params *p, const struct source_input *in, struct field_texts *t, char *secrets)
 {
 	memset(t, 0, sizeof(*t));
 	t->verifier = json_compact(in->verifier, NULL);
@@ -470,7 +551,8 @@ written_cb(const struct db_result *res, void *arg)
 		/* Changed (or deleted) since we read it: read again and redo the change. */
 		if (++c->tries < WRITE_TRIES) {
 			/* Step aside a random moment so racing writers stop colliding. */
-			struct timeval tv = { 0, (long)random_below(2000u << (c->tries < 5 ? c->tries : 5)) };
+			struct timeval tv = {
+			    0, (long)random_below(2000u << (c->tries < 5 ? c->tries : 5))};
 
 			event_base_once(c->app->base, -1, EV_TIMEOUT, reload_cb, c, &tv);
 			return;
@@ -506,8 +588,7 @@ written_cb(const struct db_result *res, void *arg)
 
 /* Send a write: [the handler function check,] the statement, the NOTIFY. */
 static void
-send_write(struct sreq *c, const char *sql, const struct db_params *p,
-    const char *check_function)
+send_write(struct sreq *c, const char *sql, const struct db_params *p, const char *check_function)
 {
 	struct db_group *g = db_group_new(c->app->db);
 
@@ -563,8 +644,8 @@ update_row(struct sreq *c, const PGresult *res)
 	if (c->op == SOP_PATCH) {
 		/* The current source, read back through the same checks, then the patch on top. */
 		struct json_object *cur = source_json(c->app, res, 0);
-		static const char *const ro[] = { "id", "url", "secrets", "created_at",
-			"updated_at" };
+		static const char *const ro[] = {
+		    "id", "url", "secrets", "created_at", "updated_at"};
 
 		for (size_t i = 0; i < ARRAY_SIZE(ro); i++)
 			json_object_object_del(cur, ro[i]);
@@ -596,8 +677,8 @@ update_row(struct sreq *c, const PGresult *res)
 	free(c->slug);
 	c->slug = xstrdup(fin->slug);
 	if (fin->given & SOURCE_F_SECRETS)
-		sealed = source_secrets_seal(c->app->master_key, fin->secrets, fin->nsecrets,
-		    now_wall_ms());
+		sealed = source_secrets_seal(
+		    c->app->master_key, fin->secrets, fin->nsecrets, now_wall_ms());
 	db_params_init(&p);
 	db_param_text(&p, db_value(res, 0, COL_ID));
 	db_param_text(&p, db_value(res, 0, COL_XMIN));
@@ -650,11 +731,11 @@ rotate_row(struct sreq *c, const PGresult *res)
 	free(sealed);
 	if (c->expire_after >= 0)
 		time_iso8601(now + (uint64_t)c->expire_after * 1000u, exp_iso, sizeof(exp_iso));
-	list = source_secrets_rotate(db_value(res, 0, COL_SECRETS), entry,
-	    c->expire_after >= 0 ? exp_iso : NULL);
+	list = source_secrets_rotate(
+	    db_value(res, 0, COL_SECRETS), entry, c->expire_after >= 0 ? exp_iso : NULL);
 	if (list == NULL) {
-		http_reply_error(c->req, 500, "internal",
-		    "the stored secrets are not a JSON array");
+		http_reply_error(
+		    c->req, 500, "internal", "the stored secrets are not a JSON array");
 		sreq_free(c);
 		return;
 	}
@@ -694,7 +775,8 @@ remove_secret_row(struct sreq *c, const PGresult *res)
 		free(list);
 		http_reply_error(c->req, 409, "conflict",
 		    "%.64s is the source's last live secret and its verifier needs one; "
-		    "rotate in a new secret first", c->secret_id);
+		    "rotate in a new secret first",
+		    c->secret_id);
 		sreq_free(c);
 		return;
 	}
@@ -725,15 +807,9 @@ loaded_cb(const struct db_result *res, void *arg)
 		sreq_free(c);
 		break;
 	case SOP_REPLACE:
-	case SOP_PATCH:
-		update_row(c, res->res[0]);
-		break;
-	case SOP_ROTATE:
-		rotate_row(c, res->res[0]);
-		break;
-	case SOP_DELETE_SECRET:
-		remove_secret_row(c, res->res[0]);
-		break;
+	case SOP_PATCH: update_row(c, res->res[0]); break;
+	case SOP_ROTATE: rotate_row(c, res->res[0]); break;
+	case SOP_DELETE_SECRET: remove_secret_row(c, res->res[0]); break;
 	default:
 		hookd_assert(!"loaded_cb: unexpected operation");
 		http_reply_error(c->req, 500, "internal", "unexpected operation");
@@ -850,8 +926,8 @@ create_source(struct http_req *r, void *arg)
 	if (body == NULL)
 		return;
 	c = sreq_new(app, r, SOP_CREATE);
-	if (source_input_parse(body, SOURCE_INPUT_CREATE, app->cfg.http_max_body_size, &c->in,
-	        &err) != 0 ||
+	if (source_input_parse(
+	        body, SOURCE_INPUT_CREATE, app->cfg.http_max_body_size, &c->in, &err) != 0 ||
 	    source_input_finish(&c->in, 0, &err) != 0) {
 		json_object_put(body);
 		fail_invalid(c, &err);
@@ -865,9 +941,9 @@ create_source(struct http_req *r, void *arg)
 	db_params_init(&p);
 	db_param_text(&p, id);
 	push_fields(&p, &c->in, &t,
-	    c->in.nsecrets > 0 ? source_secrets_seal(app->master_key, c->in.secrets, c->in.nsecrets,
-	                             now_wall_ms())
-	                       : NULL);
+	    c->in.nsecrets > 0
+	        ? source_secrets_seal(app->master_key, c->in.secrets, c->in.nsecrets, now_wall_ms())
+	        : NULL);
 	send_write(c, insert_sql, &p, c->in.handler_function);
 	field_texts_free(&t);
 }
@@ -980,8 +1056,8 @@ api_sources_register(struct app *app)
 	http_server_route(h, "PUT", "/api/v1/sources/{id}", HTTP_ADMIN, replace_source, app);
 	http_server_route(h, "PATCH", "/api/v1/sources/{id}", HTTP_ADMIN, patch_source, app);
 	http_server_route(h, "DELETE", "/api/v1/sources/{id}", HTTP_ADMIN, delete_source, app);
-	http_server_route(h, "POST", "/api/v1/sources/{id}/rotate-secret", HTTP_ADMIN,
-	    rotate_secret, app);
+	http_server_route(
+	    h, "POST", "/api/v1/sources/{id}/rotate-secret", HTTP_ADMIN, rotate_secret, app);
 	http_server_route(h, "DELETE", "/api/v1/sources/{id}/secrets/{secret_id}", HTTP_ADMIN,
 	    delete_secret, app);
 }

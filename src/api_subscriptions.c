@@ -23,8 +23,8 @@
 #include "hookd/util.h"
 
 #define LIST_DEFAULT 100
-#define LIST_MAX 1000
-#define WRITE_TRIES 20 /* read-modify-write attempts while other processes change the row */
+#define LIST_MAX     1000
+#define WRITE_TRIES  20 /* read-modify-write attempts while other processes change the row */
 
 /* --- SQL ------------------------------------------------------------------------------ */
 
@@ -35,35 +35,125 @@
  * One subscription row as every statement here returns it (enum col). Secrets come sealed
  * with their timestamps normalized and a "live" flag; xmin guards read-modify-write.
  */
-#define SUB_COLS                                                                             \
-	"s.id, s.name, s.description, s.url,"                                                  \
-	" (SELECT coalesce(json_agg(json_build_object('id', x->>'id', 'sealed', x->>'sealed',"  \
-	"   'created_at', " ISO("(x->>'created_at')::timestamptz") ","                         \
-	"   'expires_at', " ISO("(x->>'expires_at')::timestamptz") ","                         \
-	"   'live', x->>'expires_at' IS NULL OR (x->>'expires_at')::timestamptz > now())"       \
-	"   ORDER BY o), '[]')"                                                                \
-	"   FROM jsonb_array_elements(s.secrets) WITH ORDINALITY AS e(x, o))::text,"            \
-	" s.enabled, s.events::text, s.max_retries, s.retry_backoff_seconds,"                  \
-	" s.retry_multiplier, s.retry_max_delay_seconds, s.retry_jitter,"                      \
-	" array_to_json(s.retry_schedule)::text, s.timeout_seconds, s.headers::text,"          \
-	" array_to_json(s.signature_headers)::text, s.payload_format,"                         \
-	" array_to_json(s.ip_allowlist::text[])::text, s.api, s.failure_streak,"               \
-	" s.disabled_reason, " ISO("s.disabled_at") ", " ISO("s.created_at") ", "               \
-	ISO("s.updated_at") ", s.xmin::text"
+#define SUB_COLS                                                                                             \
+	"s.id, s.name, s.description, s.url,"                                                                \
+	" (SELECT coalesce(json_agg(json_build_object('id', x->>'id', 'sealed', x->>'sealed',"               \
+	"   'created_at', " ISO(                                                                             \
+	    "(x->>'created_at')::timestamptz") ","                                                           \
+	                                       "   'expires_at', " ISO(                                      \
+	                                           "(x->>'expires_at')::timestamptz") ","                    \
+	                                                                              "   "                  \
+	                                                                              "'live', "             \
+	                                                                              "x->>'"                \
+	                                                                              "expires_"             \
+	                                                                              "at' IS "              \
+	                                                                              "NULL OR "             \
+	                                                                              "(x->>'"               \
+	                                                                              "expires_"             \
+	                                                                              "at')::"               \
+	                                                                              "timestampt"           \
+	                                                                              "z > now())"           \
+	                                                                              "   ORDER "            \
+	                                                                              "BY o), "              \
+	                                                                              "'[]')"                \
+	                                                                              "   FROM "             \
+	                                                                              "jsonb_"               \
+	                                                                              "array_"               \
+	                                                                              "elements("            \
+	                                                                              "s.secrets)"           \
+	                                                                              " WITH "               \
+	                                                                              "ORDINALITY"           \
+	                                                                              " AS e(x, "            \
+	                                                                              "o))::text,"           \
+	                                                                              " s."                  \
+	                                                                              "enabled, "            \
+	                                                                              "s.events::"           \
+	                                                                              "text, "               \
+	                                                                              "s.max_"               \
+	                                                                              "retries, "            \
+	                                                                              "s.retry_"             \
+	                                                                              "backoff_"             \
+	                                                                              "seconds,"             \
+	                                                                              " s.retry_"            \
+	                                                                              "multiplier"           \
+	                                                                              ", "                   \
+	                                                                              "s.retry_"             \
+	                                                                              "max_delay_"           \
+	                                                                              "seconds, "            \
+	                                                                              "s.retry_"             \
+	                                                                              "jitter,"              \
+	                                                                              " array_to_"           \
+	                                                                              "json(s."              \
+	                                                                              "retry_"               \
+	                                                                              "schedule):"           \
+	                                                                              ":text, "              \
+	                                                                              "s.timeout_"           \
+	                                                                              "seconds, "            \
+	                                                                              "s.headers:"           \
+	                                                                              ":text,"               \
+	                                                                              " array_to_"           \
+	                                                                              "json(s."              \
+	                                                                              "signature_"           \
+	                                                                              "headers)::"           \
+	                                                                              "text, "               \
+	                                                                              "s.payload_"           \
+	                                                                              "format,"              \
+	                                                                              " array_to_"           \
+	                                                                              "json(s.ip_"           \
+	                                                                              "allowlist:"           \
+	                                                                              ":text[])::"           \
+	                                                                              "text, "               \
+	                                                                              "s.api, "              \
+	                                                                              "s.failure_"           \
+	                                                                              "streak,"              \
+	                                                                              " s."                  \
+	                                                                              "disabled_"            \
+	                                                                              "reason,"              \
+	                                                                              " " ISO("s."           \
+	                                                                                      "di"           \
+	                                                                                      "sa"           \
+	                                                                                      "bl"           \
+	                                                                                      "ed"           \
+	                                                                                      "_a"           \
+	                                                                                      "t") ", " ISO( \
+	                                                                                  "s."               \
+	                                                                                  "create"           \
+	                                                                                  "d_at") ", " ISO("s.updated_at") ", s.xmin::text"
 
 enum col {
-	COL_ID, COL_NAME, COL_DESCRIPTION, COL_URL, COL_SECRETS, COL_ENABLED, COL_EVENTS,
-	COL_MAX_RETRIES, COL_BACKOFF, COL_MULTIPLIER, COL_MAX_DELAY, COL_JITTER, COL_SCHEDULE,
-	COL_TIMEOUT, COL_HEADERS, COL_SIGNATURE, COL_FORMAT, COL_ALLOW, COL_API, COL_STREAK,
-	COL_REASON, COL_DISABLED_AT, COL_CREATED, COL_UPDATED, COL_XMIN,
+	COL_ID,
+	COL_NAME,
+	COL_DESCRIPTION,
+	COL_URL,
+	COL_SECRETS,
+	COL_ENABLED,
+	COL_EVENTS,
+	COL_MAX_RETRIES,
+	COL_BACKOFF,
+	COL_MULTIPLIER,
+	COL_MAX_DELAY,
+	COL_JITTER,
+	COL_SCHEDULE,
+	COL_TIMEOUT,
+	COL_HEADERS,
+	COL_SIGNATURE,
+	COL_FORMAT,
+	COL_ALLOW,
+	COL_API,
+	COL_STREAK,
+	COL_REASON,
+	COL_DISABLED_AT,
+	COL_CREATED,
+	COL_UPDATED,
+	COL_XMIN,
 };
 
 /* JSON arrays (text) into double precision[] and cidr[], order kept; SQL NULL stays NULL. */
-#define FLOAT_ARRAY(p)                                                                       \
-	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t::double precision FROM"  \
+#define FLOAT_ARRAY(p)                                                                             \
+	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t::double precision FROM"      \
 	" jsonb_array_elements_text(" p "::jsonb) WITH ORDINALITY AS a(t, o) ORDER BY o) END"
-#define CIDR_ARRAY(p)                                                                        \
-	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t::cidr FROM"              \
+#define CIDR_ARRAY(p)                                                                              \
+	"CASE WHEN " p "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT t::cidr FROM"                  \
 	" jsonb_array_elements_text(" p "::jsonb) WITH ORDINALITY AS a(t, o) ORDER BY o) END"
 
 static const char list_sql[] = "SELECT " SUB_COLS " FROM hookd.subscriptions s"
@@ -80,8 +170,8 @@ static const char insert_sql[] =
     " VALUES ($1::uuid, $2, $3, $4, coalesce($5::jsonb, '[]'), $6::boolean, $7::jsonb,"
     " $8::integer, $9::double precision, $10::double precision, $11::double precision,"
     " $12::double precision, " FLOAT_ARRAY("$13") ", $14::integer, $15::jsonb, $16::text[],"
-    " $17, " CIDR_ARRAY("$18") ", $19)"
-    " RETURNING " SUB_COLS;
+                                                  " $17, " CIDR_ARRAY("$18") ", $19)"
+                                                                             " RETURNING " SUB_COLS;
 
 /*
  * Enabling a subscription clears why it was disabled and its failure streak; disabling
@@ -92,17 +182,21 @@ static const char update_sql[] =
     " secrets = coalesce($6::jsonb, s.secrets), enabled = $7::boolean, events = $8::jsonb,"
     " max_retries = $9::integer, retry_backoff_seconds = $10::double precision,"
     " retry_multiplier = $11::double precision, retry_max_delay_seconds = $12::double precision,"
-    " retry_jitter = $13::double precision, retry_schedule = " FLOAT_ARRAY("$14") ","
-    " timeout_seconds = $15::integer, headers = $16::jsonb, signature_headers = $17::text[],"
-    " payload_format = $18, ip_allowlist = " CIDR_ARRAY("$19") ","
-    " failure_streak = CASE WHEN $7::boolean AND NOT s.enabled THEN 0"
-    "   ELSE s.failure_streak END,"
-    " disabled_reason = CASE WHEN $7::boolean THEN NULL ELSE s.disabled_reason END,"
-    " disabled_at = CASE WHEN $7::boolean THEN NULL WHEN s.enabled THEN now()"
-    "   ELSE s.disabled_at END,"
-    " updated_at = now()"
-    " WHERE s.id = $1::uuid AND s.xmin::text = $2"
-    " RETURNING " SUB_COLS;
+    " retry_jitter = $13::double precision, retry_schedule = " FLOAT_ARRAY(
+        "$14") ","
+               " timeout_seconds = $15::integer, headers = $16::jsonb, signature_headers = "
+               "$17::text[],"
+               " payload_format = $18, ip_allowlist = " CIDR_ARRAY(
+                   "$19") ","
+                          " failure_streak = CASE WHEN $7::boolean AND NOT s.enabled THEN 0"
+                          "   ELSE s.failure_streak END,"
+                          " disabled_reason = CASE WHEN $7::boolean THEN NULL ELSE "
+                          "s.disabled_reason END,"
+                          " disabled_at = CASE WHEN $7::boolean THEN NULL WHEN s.enabled THEN now()"
+                          "   ELSE s.disabled_at END,"
+                          " updated_at = now()"
+                          " WHERE s.id = $1::uuid AND s.xmin::text = $2"
+                          " RETURNING " SUB_COLS;
 
 static const char update_secrets_sql[] =
     "UPDATE hookd.subscriptions s SET secrets = $3::jsonb, updated_at = now()"
@@ -143,7 +237,7 @@ struct sreq {
 	int64_t expire_after;     /* SOP_ROTATE: seconds the previous secrets stay live */
 	char *reveal;             /* a plaintext the reply shows once (never logged) */
 	int tries;
-	TAILQ_ENTRY(sreq) entry;  /* in waiting */
+	TAILQ_ENTRY(sreq) entry; /* in waiting */
 };
 
 /*
@@ -210,8 +304,7 @@ sreq_free(struct sreq *c)
  * "message": text[, "field": f]}, seed 003 {"success": false, "error": text[, "field": f]}.
  * field is given for validation errors only (it may be NULL there: the body itself).
  */
-static void
-reply_fail(struct http_req *r, enum subscription_api api, int status, const char *code,
+static void reply_fail(struct http_req *r, enum subscription_api api, int status, const char *code,
     int with_field, const char *field, const char *fmt, ...) PRINTF_LIKE(7, 8);
 
 static void
@@ -240,8 +333,8 @@ reply_fail(struct http_req *r, enum subscription_api api, int status, const char
 }
 
 static void
-reply_invalid(struct http_req *r, enum subscription_api api,
-    const struct subscription_input_error *err)
+reply_invalid(
+    struct http_req *r, enum subscription_api api, const struct subscription_input_error *err)
 {
 	reply_fail(r, api, 422, "validation_failed", 1, err->field, "%s", err->message);
 }
@@ -265,7 +358,7 @@ fail_db(struct sreq *c, const struct db_result *res)
 	    (strcmp(res->sqlstate, "42P01") == 0 || strcmp(res->sqlstate, "3F000") == 0 ||
 	        strcmp(res->sqlstate, "42501") == 0 || strcmp(res->sqlstate, "42809") == 0)) {
 		/* Watching a table named in events failed (trigger hookd.subscription_watch). */
-		struct subscription_input_error err = { 0 };
+		struct subscription_input_error err = {0};
 
 		snprintf(err.field, sizeof(err.field), "events");
 		snprintf(err.message, sizeof(err.message), "events: %s", res->error);
@@ -281,8 +374,8 @@ fail_db(struct sreq *c, const struct db_result *res)
 	} else {
 		log_msg(LOG_LEVEL_ERROR, http_req_id(r), "subscriptions: database error %s: %s",
 		    res->sqlstate ? res->sqlstate : "?", res->error);
-		reply_fail(r, c->api, 500, "internal", 0, NULL,
-		    "database error (see the hookd log)");
+		reply_fail(
+		    r, c->api, 500, "internal", 0, NULL, "database error (see the hookd log)");
 	}
 	sreq_free(c);
 }
@@ -502,10 +595,10 @@ field_texts_free(struct field_texts *t)
  * $3). secrets: the new sealed list (owned by t), or NULL to keep those stored.
  */
 static void
-push_fields(struct db_params *p, const struct subscription_input *in, struct field_texts *t,
-    char *secrets)
+push_fields(
+    struct db_params *p, const struct subscription_input *in, struct field_texts *t, char *secrets)
 {
-	const double nums[4] = { in->backoff_s, in->multiplier, in->max_delay_s, in->jitter };
+	const double nums[4] = {in->backoff_s, in->multiplier, in->max_delay_s, in->jitter};
 
 	memset(t, 0, sizeof(*t));
 	t->secrets = secrets;
@@ -561,8 +654,8 @@ written_cb(const struct db_result *res, void *arg)
 		/* Changed (or deleted) since we read it: read again and redo the change. */
 		if (++c->tries < WRITE_TRIES) {
 			/* Step aside a random moment so racing writers stop colliding. */
-			struct timeval tv = { 0,
-				(long)random_below(2000u << (c->tries < 5 ? c->tries : 5)) };
+			struct timeval tv = {
+			    0, (long)random_below(2000u << (c->tries < 5 ? c->tries : 5))};
 
 			event_base_once(c->app->base, -1, EV_TIMEOUT, reload_cb, c, &tv);
 			return;
@@ -631,7 +724,8 @@ row_sign_flags(const PGresult *res)
 	char why[160];
 
 	for (size_t i = 0; arr != NULL && json_object_is_type(arr, json_type_array) &&
-	                   i < json_object_array_length(arr); i++) {
+	                   i < json_object_array_length(arr);
+	     i++) {
 		const char *name = json_object_get_string(json_object_array_get_idx(arr, i));
 
 		if (name != NULL && sign_headers_parse(name, &one, why, sizeof(why)) == 0)
@@ -645,8 +739,8 @@ row_sign_flags(const PGresult *res)
 static int
 row_input(struct sreq *c, const PGresult *res, struct subscription_input *base)
 {
-	static const char *const ro[] = { "id", "api", "secrets", "failure_streak",
-		"disabled_reason", "disabled_at", "created_at", "updated_at" };
+	static const char *const ro[] = {"id", "api", "secrets", "failure_streak",
+	    "disabled_reason", "disabled_at", "created_at", "updated_at"};
 	struct json_object *cur = sub_json(res, 0);
 	struct subscription_input_error err;
 
@@ -659,7 +753,8 @@ row_input(struct sreq *c, const PGresult *res, struct subscription_input *base)
 		    err.message);
 		reply_fail(c->req, c->api, 500, "internal", 0, NULL,
 		    "the stored webhook does not validate (%s); replace it with "
-		    "PUT /api/v1/webhooks", err.field);
+		    "PUT /api/v1/webhooks",
+		    err.field);
 		return -1;
 	}
 	json_object_put(cur);
@@ -697,8 +792,8 @@ update_row(struct sreq *c, const PGresult *res)
 	} else {
 		fin = &body; /* a PUT needs nothing of the stored row but its secrets and sets */
 	}
-	if (subscription_input_finish(fin, c->api, count_live(db_value(res, 0, COL_SECRETS)) > 0,
-	        &stored, &err) != 0) {
+	if (subscription_input_finish(
+	        fin, c->api, count_live(db_value(res, 0, COL_SECRETS)) > 0, &stored, &err) != 0) {
 		subscription_input_clear(fin);
 		fail_invalid(c, &err);
 		return;
@@ -809,15 +904,9 @@ loaded_cb(const struct db_result *res, void *arg)
 		sreq_free(c);
 		break;
 	case SOP_REPLACE:
-	case SOP_PATCH:
-		update_row(c, res->res[0]);
-		break;
-	case SOP_ROTATE:
-		rotate_row(c, res->res[0]);
-		break;
-	case SOP_SECRET:
-		secret_row(c, res->res[0]);
-		break;
+	case SOP_PATCH: update_row(c, res->res[0]); break;
+	case SOP_ROTATE: rotate_row(c, res->res[0]); break;
+	case SOP_SECRET: secret_row(c, res->res[0]); break;
 	default:
 		hookd_assert(!"loaded_cb: unexpected operation");
 		reply_fail(c->req, c->api, 500, "internal", 0, NULL, "unexpected operation");
@@ -874,8 +963,8 @@ body_json(struct http_req *r, enum subscription_api api, int optional)
 		return json_object_new_object();
 	o = json_parse((const char *)buf, len, err, sizeof(err));
 	if (o == NULL)
-		reply_fail(r, api, 400, "invalid_json", 0, NULL, "the body is not valid JSON: %s",
-		    err);
+		reply_fail(
+		    r, api, 400, "invalid_json", 0, NULL, "the body is not valid JSON: %s", err);
 	return o;
 }
 
@@ -980,8 +1069,8 @@ update_sub(struct http_req *r, struct app *app, enum subscription_api api, enum 
 
 	if (body == NULL)
 		return;
-	if (subscription_input_parse(body, op == SOP_PATCH ? SUB_INPUT_PATCH : SUB_INPUT_REPLACE,
-	        api, &in, &err) != 0) {
+	if (subscription_input_parse(
+	        body, op == SOP_PATCH ? SUB_INPUT_PATCH : SUB_INPUT_REPLACE, api, &in, &err) != 0) {
 		json_object_put(body);
 		reply_invalid(r, api, &err);
 		return;
@@ -1148,8 +1237,8 @@ api_subscriptions_register(struct app *app)
 	http_server_route(h, "PATCH", "/api/v1/webhooks/{id}", HTTP_ADMIN, v1_patch, app);
 	http_server_route(h, "DELETE", "/api/v1/webhooks/{id}", HTTP_ADMIN, v1_delete, app);
 	http_server_route(h, "GET", "/api/v1/webhooks/{id}/secret", HTTP_ADMIN, v1_secret, app);
-	http_server_route(h, "POST", "/api/v1/webhooks/{id}/rotate-secret", HTTP_ADMIN, v1_rotate,
-	    app);
+	http_server_route(
+	    h, "POST", "/api/v1/webhooks/{id}/rotate-secret", HTTP_ADMIN, v1_rotate, app);
 	/* After seed 000's /api/webhooks/customer. */
 	http_server_route(h, "GET", "/api/webhooks", HTTP_ADMIN, omni_list, app);
 	http_server_route(h, "POST", "/api/webhooks", HTTP_ADMIN, omni_create, app);

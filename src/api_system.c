@@ -61,8 +61,9 @@ readyz_cb(const struct db_result *res, void *arg)
 	}
 	app->schema_version = version;
 	if (version < migrate_latest()) {
-		snprintf(reason, sizeof(reason), "schema at version %d, this hookd needs %d%s", version,
-		    migrate_latest(), app->migrating ? " (migrating)" : "; run hookd migrate");
+		snprintf(reason, sizeof(reason), "schema at version %d, this hookd needs %d%s",
+		    version, migrate_latest(),
+		    app->migrating ? " (migrating)" : "; run hookd migrate");
 		not_ready(r, reason);
 		return;
 	}

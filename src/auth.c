@@ -64,8 +64,8 @@ auth_refresh(struct auth *a)
 		a->again = 1;
 		return;
 	}
-	a->loading = db_query(a->db,
-	    "SELECT key_hash FROM hookd.api_keys WHERE revoked_at IS NULL", NULL, loaded_cb, a);
+	a->loading = db_query(a->db, "SELECT key_hash FROM hookd.api_keys WHERE revoked_at IS NULL",
+	    NULL, loaded_cb, a);
 }
 
 static void
@@ -136,8 +136,8 @@ auth_flush(struct auth *a)
 			continue;
 		a->keys[i].used = 0;
 		list = xrealloc(list, len + KEYS_HASH_LEN + 3);
-		len += (size_t)snprintf(list + len, KEYS_HASH_LEN + 3, "%s%s", len ? "," : "{",
-		    a->keys[i].hash);
+		len += (size_t)snprintf(
+		    list + len, KEYS_HASH_LEN + 3, "%s%s", len ? "," : "{", a->keys[i].hash);
 	}
 	if (list == NULL)
 		return;

@@ -19,7 +19,7 @@
 #include "hookd/migrate.h"
 
 #define PRUNE_EVERY_MS 60000
-#define HELD_FIRST_MS 2 /* first look again at changes held back by an open transaction */
+#define HELD_FIRST_MS  2 /* first look again at changes held back by an open transaction */
 
 /*
  * The reader runs one hookd.capture_step() at a time. A wake-up that arrives while a
@@ -35,20 +35,19 @@ struct capture {
 	struct app *app;
 	struct event *poll;
 	struct event *prune;
-	struct event *soon;    /* the look again at held changes */
-	struct db_req *step;   /* the step in flight */
+	struct event *soon;  /* the look again at held changes */
+	struct db_req *step; /* the step in flight */
 	struct db_req *pruning;
-	int again;             /* woken while a step ran */
-	int soon_fired;        /* the step now running was the look again */
-	int64_t held_ms;       /* the current delay of the look again; 0: nothing held */
+	int again;       /* woken while a step ran */
+	int soon_fired;  /* the step now running was the look again */
+	int64_t held_ms; /* the current delay of the look again; 0: nothing held */
 	void (*on_work)(void *arg);
 	void *on_work_arg;
 };
 
 static struct metric *m_changes, *m_steps;
 
-static const char step_sql[] =
-    "SELECT changes, messages, more, held FROM hookd.capture_step($1)";
+static const char step_sql[] = "SELECT changes, messages, more, held FROM hookd.capture_step($1)";
 static const char prune_sql[] = "SELECT hookd.capture_prune($1::bigint * interval '1 millisecond')";
 
 static void step(struct capture *c);
@@ -92,13 +91,14 @@ step_cb(const struct db_result *r, void *arg)
 		metric_add(m_steps, 1);
 		if (changes > 0) {
 			metric_add(m_changes, changes);
-			log_debug("capture: %d change(s) read, %d message(s) made", changes, messages);
+			log_debug(
+			    "capture: %d change(s) read, %d message(s) made", changes, messages);
 		}
 		if (messages > 0 && c->on_work != NULL)
 			c->on_work(c->on_work_arg);
-	} else if (r->status == DB_ERR_SQL && (strcmp(r->sqlstate, "42883") == 0 ||
-	                                          strcmp(r->sqlstate, "42P01") == 0 ||
-	                                          strcmp(r->sqlstate, "42703") == 0)) {
+	} else if (r->status == DB_ERR_SQL &&
+	           (strcmp(r->sqlstate, "42883") == 0 || strcmp(r->sqlstate, "42P01") == 0 ||
+	               strcmp(r->sqlstate, "42703") == 0)) {
 		/* The schema is older than this binary: the janitor migrates, the poll retries. */
 		log_debug("capture: schema not ready: %s", r->error);
 	} else if (r->status != DB_OK) {
@@ -154,8 +154,8 @@ static void
 poll_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct capture *c = arg;
-	struct timeval tv = { c->app->cfg.capture_poll_interval / 1000,
-		(c->app->cfg.capture_poll_interval % 1000) * 1000 };
+	struct timeval tv = {c->app->cfg.capture_poll_interval / 1000,
+	    (c->app->cfg.capture_poll_interval % 1000) * 1000};
 
 	step(c);
 	event_add(c->poll, &tv);
@@ -177,7 +177,7 @@ static void
 prune_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct capture *c = arg;
-	struct timeval tv = { PRUNE_EVERY_MS / 1000, 0 };
+	struct timeval tv = {PRUNE_EVERY_MS / 1000, 0};
 	struct db_params p;
 
 	if (c->pruning == NULL && !c->app->draining && db_ready_count(c->app->db) > 0) {
@@ -192,13 +192,13 @@ struct capture *
 capture_new(struct app *app)
 {
 	struct capture *c = xcalloc(1, sizeof(*c));
-	struct timeval now = { 0, 0 };
+	struct timeval now = {0, 0};
 
 	if (m_changes == NULL) {
 		m_changes = metric_counter("hookd_capture_changes_total",
 		    "Row changes read from the outbox and turned into messages.", NULL);
-		m_steps = metric_counter("hookd_capture_steps_total",
-		    "Transactions of the change reader.", NULL);
+		m_steps = metric_counter(
+		    "hookd_capture_steps_total", "Transactions of the change reader.", NULL);
 	}
 	c->app = app;
 	listen_subscribe(app->listen, "hookd_changes", notify_cb, c);
@@ -248,8 +248,7 @@ unavailable(struct http_req *r, const struct db_result *res)
 	http_reply_error(r, 503, "unavailable", "the database is unavailable: %s", res->error);
 }
 
-static void
-invalid(struct http_req *r, const char *field, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void invalid(struct http_req *r, const char *field, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 static void
 invalid(struct http_req *r, const char *field, const char *fmt, ...)
@@ -374,7 +373,8 @@ watches_create(struct http_req *r, void *arg)
 	ops = json_get_arr(body, "operations");
 	if (json_object_object_get_ex(body, "operations", &member) && ops == NULL &&
 	    member != NULL) {
-		invalid(r, "operations", "%s", "operations must be an array of INSERT, UPDATE, DELETE");
+		invalid(
+		    r, "operations", "%s", "operations must be an array of INSERT, UPDATE, DELETE");
 		json_object_put(body);
 		return;
 	}
@@ -404,15 +404,16 @@ unwatched_cb(const struct db_result *res, void *arg)
 {
 	struct http_req *r = arg;
 
-	if (res->status == DB_ERR_SQL && (strcmp(res->sqlstate, "42P01") == 0 ||
-	                                     strcmp(res->sqlstate, "3F000") == 0)) {
+	if (res->status == DB_ERR_SQL &&
+	    (strcmp(res->sqlstate, "42P01") == 0 || strcmp(res->sqlstate, "3F000") == 0)) {
 		http_reply_error(r, 404, "not_found", "no such table");
 		return;
 	}
 	if (res->status == DB_ERR_SQL && strcmp(res->sqlstate, "42501") == 0) {
 		/* Postgres lets only the table's owner drop a trigger (TRIGGER does not do). */
 		http_reply_error(r, 403, "forbidden",
-		    "hookd's database user may not drop the trigger: only the table's owner may (%s)",
+		    "hookd's database user may not drop the trigger: only the table's owner may "
+		    "(%s)",
 		    res->error);
 		return;
 	}
@@ -452,6 +453,6 @@ api_watches_register(struct app *app)
 {
 	http_server_route(app->http, "GET", "/api/v1/watches", HTTP_ADMIN, watches_list, app);
 	http_server_route(app->http, "POST", "/api/v1/watches", HTTP_ADMIN, watches_create, app);
-	http_server_route(app->http, "DELETE", "/api/v1/watches/{table}", HTTP_ADMIN,
-	    watches_delete, app);
+	http_server_route(
+	    app->http, "DELETE", "/api/v1/watches/{table}", HTTP_ADMIN, watches_delete, app);
 }

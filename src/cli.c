@@ -116,7 +116,8 @@ created_cb(const struct db_result *r, void *arg)
 		printf("%s\n", k->key);
 		k->cli->rc = 0;
 	} else if (r->sqlstate != NULL && strcmp(r->sqlstate, "23505") == 0) {
-		fprintf(stderr, "hookd: a live key named \"%s\" exists; revoke it first\n", k->name);
+		fprintf(
+		    stderr, "hookd: a live key named \"%s\" exists; revoke it first\n", k->name);
 	} else {
 		fprintf(stderr, "hookd: cannot create key: %s\n", r->error);
 	}
@@ -186,14 +187,15 @@ revoked_cb(const struct db_result *r, void *arg)
 static int
 keys_usage(void)
 {
-	fprintf(stderr, "usage: hookd keys create NAME | hookd keys list | hookd keys revoke NAME\n");
+	fprintf(
+	    stderr, "usage: hookd keys create NAME | hookd keys list | hookd keys revoke NAME\n");
 	return 2;
 }
 
 int
 cli_keys(const struct config *cfg, int argc, char **argv)
 {
-	struct keys_cmd k = { 0 };
+	struct keys_cmd k = {0};
 	struct cli c;
 	struct db_params p;
 	int rc;
@@ -205,7 +207,8 @@ cli_keys(const struct config *cfg, int argc, char **argv)
 	if (strcmp(argv[0], "list") == 0 && argc != 1)
 		return keys_usage();
 	if (argc == 2 && !keys_valid_name(argv[1])) {
-		fprintf(stderr, "hookd: key names are 1-64 of [A-Za-z0-9_.@-], starting with a letter or digit\n");
+		fprintf(stderr, "hookd: key names are 1-64 of [A-Za-z0-9_.@-], starting with a "
+		                "letter or digit\n");
 		return 2;
 	}
 	if (strcmp(argv[0], "create") != 0 && strcmp(argv[0], "list") != 0 &&
@@ -237,7 +240,8 @@ cli_keys(const struct config *cfg, int argc, char **argv)
 		db_params_init(&p);
 		db_param_text(&p, k.name);
 		db_group_sql(g,
-		    "UPDATE hookd.api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
+		    "UPDATE hookd.api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at "
+		    "IS NULL"
 		    " RETURNING id",
 		    &p);
 		db_group_sql(g, "SELECT pg_notify('hookd_config', 'keys')", NULL);

@@ -23,14 +23,14 @@
 #include "hookd/sources.h"
 #include "hookd/verify.h"
 
-#define MAX_SECRETS 16
-#define MAX_STORED_HEADERS 100
-#define ENSURE_RETRY_MS 1000        /* after a failure (database down, say) */
-#define ENSURE_SCHEMA_MIN_MS 200    /* while the schema is being made: soon, then less often */
+#define MAX_SECRETS          16
+#define MAX_STORED_HEADERS   100
+#define ENSURE_RETRY_MS      1000 /* after a failure (database down, say) */
+#define ENSURE_SCHEMA_MIN_MS 200  /* while the schema is being made: soon, then less often */
 #define ENSURE_SCHEMA_MAX_MS 5000
-#define REENSURE_MS 2000            /* a source deleted meanwhile is made again this often */
-#define WAIT_POLL_MS 20             /* a parked request looks for its source this often */
-#define WAIT_MAX_MS 5000            /* and gives up (503) after this long */
+#define REENSURE_MS          2000 /* a source deleted meanwhile is made again this often */
+#define WAIT_POLL_MS         20   /* a parked request looks for its source this often */
+#define WAIT_MAX_MS          5000 /* and gives up (503) after this long */
 
 /*
  * INSERT ... ON CONFLICT DO NOTHING: a source that exists (perhaps changed by its
@@ -57,9 +57,9 @@ static struct {
 	struct app *app;
 	struct compat_source_spec *specs;
 	int nspecs;
-	int hooked;          /* db_on_state registered */
-	int ensured;         /* the sources were inserted (or were there) at least once */
-	int ensuring;        /* a group is in flight */
+	int hooked;   /* db_on_state registered */
+	int ensured;  /* the sources were inserted (or were there) at least once */
+	int ensuring; /* a group is in flight */
 	int retry_armed;
 	int failures;        /* consecutive failed attempts (logged once per streak) */
 	int schema_delay_ms; /* the next retry while hookd.sources does not exist */
@@ -83,7 +83,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 static void
 retry_arm(int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	if (cs.retry_armed || cs.app->draining)
 		return;
@@ -99,8 +99,8 @@ ensure_cb(const struct db_result *r, void *arg)
 	cs.last_ensure_ms = now_mono_ms();
 	if (r->status == DB_OK) {
 		if (!cs.ensured)
-			log_info("compat: the seeds' receiver sources are in place (%d)",
-			    cs.nspecs);
+			log_info(
+			    "compat: the seeds' receiver sources are in place (%d)", cs.nspecs);
 		cs.ensured = 1;
 		cs.failures = 0;
 		cs.schema_delay_ms = 0;
@@ -111,10 +111,10 @@ ensure_cb(const struct db_result *r, void *arg)
 	 * Before the first migration hookd.sources does not exist: retry soon and quietly,
 	 * then less often (with auto_migrate off it may be a while).
 	 */
-	if (r->status == DB_ERR_SQL && (strcmp(r->sqlstate, "42P01") == 0 ||
-	                                   strcmp(r->sqlstate, "3F000") == 0)) {
-		cs.schema_delay_ms = cs.schema_delay_ms == 0 ? ENSURE_SCHEMA_MIN_MS
-		                                             : cs.schema_delay_ms * 2;
+	if (r->status == DB_ERR_SQL &&
+	    (strcmp(r->sqlstate, "42P01") == 0 || strcmp(r->sqlstate, "3F000") == 0)) {
+		cs.schema_delay_ms =
+		    cs.schema_delay_ms == 0 ? ENSURE_SCHEMA_MIN_MS : cs.schema_delay_ms * 2;
 		if (cs.schema_delay_ms > ENSURE_SCHEMA_MAX_MS)
 			cs.schema_delay_ms = ENSURE_SCHEMA_MAX_MS;
 		retry_arm(cs.schema_delay_ms);
@@ -230,7 +230,7 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 static void
 poll_arm(void)
 {
-	struct timeval tv = { 0, WAIT_POLL_MS * 1000 };
+	struct timeval tv = {0, WAIT_POLL_MS * 1000};
 
 	if (cs.poll_armed)
 		return;
@@ -239,8 +239,8 @@ poll_arm(void)
 }
 
 void
-compat_source_get(struct app *app, const char *slug, struct http_req *r, compat_source_cb cb,
-    void *arg)
+compat_source_get(
+    struct app *app, const char *slug, struct http_req *r, compat_source_cb cb, void *arg)
 {
 	struct source *s;
 	struct waiter *w;
@@ -278,7 +278,7 @@ compat_env(const char *name)
 int
 compat_env_true(const char *name)
 {
-	static const char *const yes[] = { "true", "1", "yes", "on" };
+	static const char *const yes[] = {"true", "1", "yes", "on"};
 	const char *v = compat_env(name);
 
 	for (size_t i = 0; v != NULL && i < ARRAY_SIZE(yes); i++) {
@@ -299,7 +299,7 @@ compat_verify(const struct verifier *v, struct http_req *r, const unsigned char 
     size_t body_len, const struct source *s, const char *env_secret, int *checked)
 {
 	const char *secrets[MAX_SECRETS];
-	struct verify_input vi = { 0 };
+	struct verify_input vi = {0};
 	enum verify_result vr;
 	char why[200], *url;
 	int n = 0;
@@ -342,21 +342,22 @@ compat_is_json(const char *ct)
 	while (n > 0 && ct[n - 1] == ' ')
 		n--;
 	return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-	    (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
-	        strncasecmp(ct + n - 5, "+json", 5) == 0);
+	       (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+	           strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
 char *
 compat_stored_headers(struct http_req *r)
 {
-	static const char *const skip[] = { "authorization", "proxy-authorization", "cookie" };
+	static const char *const skip[] = {"authorization", "proxy-authorization", "cookie"};
 	struct evkeyvalq *h = evhttp_request_get_input_headers(http_req_evhttp(r));
 	struct json_object *o = json_object_new_object();
 	struct evkeyval *kv;
 	int n = 0;
 	char *text;
 
-	TAILQ_FOREACH(kv, h, next) {
+	TAILQ_FOREACH(kv, h, next)
+	{
 		char name[128];
 		size_t i;
 		int skipped = 0;
@@ -384,20 +385,13 @@ compat_truthy(struct json_object *v)
 	double d;
 
 	switch (json_object_get_type(v)) {
-	case json_type_null:
-		return 0;
-	case json_type_boolean:
-		return json_object_get_boolean(v);
-	case json_type_int:
-		return json_object_get_int64(v) != 0;
-	case json_type_double:
-		d = json_object_get_double(v);
-		return d != 0 && !isnan(d);
-	case json_type_string:
-		return json_object_get_string_len(v) > 0;
+	case json_type_null: return 0;
+	case json_type_boolean: return json_object_get_boolean(v);
+	case json_type_int: return json_object_get_int64(v) != 0;
+	case json_type_double: d = json_object_get_double(v); return d != 0 && !isnan(d);
+	case json_type_string: return json_object_get_string_len(v) > 0;
 	case json_type_object:
-	case json_type_array:
-		return 1;
+	case json_type_array: return 1;
 	}
 	return 0;
 }

@@ -16,31 +16,31 @@
 #include "hookd/sources.h"
 #include "hookd/verify.h"
 
-#define RECEIVER "seed001"
-#define SIGNATURE_HEADER "X-Webhook-Signature"
+#define RECEIVER                "seed001"
+#define SIGNATURE_HEADER        "X-Webhook-Signature"
 #define RETRY_AFTER_UNAVAILABLE "2"
 
-#define MEMORY_HANDLER                                                                     \
-	"{\"type\":\"sql\",\"function\":\"memory.process_webhook\",\"max_attempts\":3,"        \
+#define MEMORY_HANDLER                                                                             \
+	"{\"type\":\"sql\",\"function\":\"memory.process_webhook\",\"max_attempts\":3,"            \
 	"\"backoff_seconds\":2,\"multiplier\":2}"
 
 static const struct compat_source_spec memory_sources[] = {
-	{
-	    .slug = "supabase",
-	    .name = "Supabase (seed 001)",
-	    .description = "POST /api/v1/webhooks/supabase: row changes, cached by "
-	                   "memory.process_webhook (contrib/examples/memory.sql).",
-	    .verifier = "{\"scheme\":\"hookd\"}",
-	    .handler = MEMORY_HANDLER,
-	},
-	{
-	    .slug = "notion",
-	    .name = "Notion (seed 001)",
-	    .description = "POST /api/v1/webhooks/notion: page updates, cached by "
-	                   "memory.process_webhook (contrib/examples/memory.sql).",
-	    .verifier = "{\"scheme\":\"hookd\"}",
-	    .handler = MEMORY_HANDLER,
-	},
+    {
+        .slug = "supabase",
+        .name = "Supabase (seed 001)",
+        .description = "POST /api/v1/webhooks/supabase: row changes, cached by "
+                       "memory.process_webhook (contrib/examples/memory.sql).",
+        .verifier = "{\"scheme\":\"hookd\"}",
+        .handler = MEMORY_HANDLER,
+    },
+    {
+        .slug = "notion",
+        .name = "Notion (seed 001)",
+        .description = "POST /api/v1/webhooks/notion: page updates, cached by "
+                       "memory.process_webhook (contrib/examples/memory.sql).",
+        .verifier = "{\"scheme\":\"hookd\"}",
+        .handler = MEMORY_HANDLER,
+    },
 };
 
 /* One receiver route and the source (and "source" field) it takes. */
@@ -50,8 +50,8 @@ struct memory_route {
 	const char *table_key; /* what the 202 details call table_name */
 };
 
-static const struct memory_route route_supabase = { "supabase", "Supabase", "table_name" };
-static const struct memory_route route_notion = { "notion", "Notion", "database_id" };
+static const struct memory_route route_supabase = {"supabase", "Supabase", "table_name"};
+static const struct memory_route route_notion = {"notion", "Notion", "database_id"};
 
 /*
  * The seed's stats over the supabase and notion sources. Processed and failed count
@@ -77,9 +77,9 @@ static const char stats_sql[] =
 /* Read at start-up. */
 static struct {
 	struct app *app;
-	int verify;                 /* VERIFY_WEBHOOK_SIGNATURES=true */
-	const char *secret;         /* WEBHOOK_SECRET */
-	struct verifier *verifier;  /* X-Webhook-Signature: hex HMAC-SHA256 of the body */
+	int verify;                /* VERIFY_WEBHOOK_SIGNATURES=true */
+	const char *secret;        /* WEBHOOK_SECRET */
+	struct verifier *verifier; /* X-Webhook-Signature: hex HMAC-SHA256 of the body */
 } mem;
 
 /* A receiver request waiting for its commit. */
@@ -102,13 +102,13 @@ static const struct {
 	enum field_kind kind;
 	int required;
 } fields[] = {
-	{ "event_type", FIELD_STR, 1 },
-	{ "source", FIELD_STR, 1 },
-	{ "table_name", FIELD_STR, 1 },
-	{ "record_id", FIELD_STR, 1 },
-	{ "data", FIELD_DICT, 1 },
-	{ "timestamp", FIELD_STR, 0 },
-	{ "metadata", FIELD_DICT, 0 },
+    {"event_type", FIELD_STR, 1},
+    {"source", FIELD_STR, 1},
+    {"table_name", FIELD_STR, 1},
+    {"record_id", FIELD_STR, 1},
+    {"data", FIELD_DICT, 1},
+    {"timestamp", FIELD_STR, 0},
+    {"metadata", FIELD_DICT, 0},
 };
 
 static void
@@ -150,8 +150,8 @@ memory_validate(struct json_object *body, struct json_object **detail)
 				detail_add(d, fields[i].name, "none is not an allowed value",
 				    "type_error.none.not_allowed");
 			else if (fields[i].required)
-				detail_add(d, fields[i].name, "field required",
-				    "value_error.missing");
+				detail_add(
+				    d, fields[i].name, "field required", "value_error.missing");
 			else
 				json_set_obj(parsed, fields[i].name, NULL);
 			continue;
@@ -167,8 +167,8 @@ memory_validate(struct json_object *body, struct json_object **detail)
 				json_set_str(parsed, fields[i].name, text);
 				free(text);
 			} else {
-				detail_add(d, fields[i].name, "str type expected",
-				    "type_error.str");
+				detail_add(
+				    d, fields[i].name, "str type expected", "type_error.str");
 			}
 			break;
 		case FIELD_DICT:
@@ -300,7 +300,7 @@ memory_receive_cb(struct http_req *r, struct source *s, void *arg)
 {
 	const struct memory_route *rt = arg;
 	struct json_object *body = NULL, *parsed = NULL, *detail;
-	struct ingest_event ev = { 0 };
+	struct ingest_event ev = {0};
 	struct memory_req *mr;
 	const unsigned char *raw;
 	const char *source;
@@ -340,8 +340,8 @@ memory_receive_cb(struct http_req *r, struct source *s, void *arg)
 	 * on, or when the source was given secrets of its own; with the switch on and no
 	 * secret anywhere, refuse rather than accept unverified.
 	 */
-	vr = compat_verify(mem.verifier, r, raw, raw_len, s, mem.verify ? mem.secret : NULL,
-	    &checked);
+	vr = compat_verify(
+	    mem.verifier, r, raw, raw_len, s, mem.verify ? mem.secret : NULL, &checked);
 	if (mem.verify && !checked) {
 		compat_count(RECEIVER, "misconfigured");
 		reply_error(r, 500, "server_misconfigured",
@@ -492,8 +492,8 @@ stats_cb(const struct db_result *res, void *arg)
 	json_set_int(o, "total_retries", atoll(db_value(pr, 0, 2)));
 	json_set_double(o, "success_rate",
 	    processed + failed > 0 ? round3((double)processed / (double)(processed + failed)) : 0);
-	json_set_double(o, "average_processing_time_seconds",
-	    round3(atof(db_value(pr, 0, 3)) / 1000));
+	json_set_double(
+	    o, "average_processing_time_seconds", round3(atof(db_value(pr, 0, 3)) / 1000));
 	json_set_obj(o, "events_by_type", by_type ? by_type : json_object_new_object());
 	json_set_obj(o, "events_by_source", by_source ? by_source : json_object_new_object());
 	http_reply_json(r, 200, o);
@@ -533,9 +533,9 @@ compat_memory_register(struct app *app)
 	/* Literal routes, registered before the subscriptions' /api/v1/webhooks/{id}. */
 	http_server_route(app->http, "POST", "/api/v1/webhooks/supabase", 0, memory_receive,
 	    (void *)&route_supabase);
-	http_server_route(app->http, "POST", "/api/v1/webhooks/notion", 0, memory_receive,
-	    (void *)&route_notion);
+	http_server_route(
+	    app->http, "POST", "/api/v1/webhooks/notion", 0, memory_receive, (void *)&route_notion);
 	http_server_route(app->http, "POST", "/api/v1/webhooks/test", 0, memory_test, NULL);
-	http_server_route(app->http, "GET", "/api/v1/webhooks/stats", HTTP_ADMIN, memory_stats,
-	    NULL);
+	http_server_route(
+	    app->http, "GET", "/api/v1/webhooks/stats", HTTP_ADMIN, memory_stats, NULL);
 }

@@ -17,20 +17,20 @@
 #include "hookd/sources.h"
 #include "hookd/verify.h"
 
-#define SLUG "customer"
-#define RECEIVER "seed000"
-#define SIGNATURE_HEADER "x-supabase-signature"
+#define SLUG                    "customer"
+#define RECEIVER                "seed000"
+#define SIGNATURE_HEADER        "x-supabase-signature"
 #define RETRY_AFTER_UNAVAILABLE "2"
 
-static const struct compat_source_spec omni_sources[] = { {
-	.slug = SLUG,
-	.name = "Customer Webhooks API (seed 000)",
-	.description = "POST /api/webhooks/customer: scrape-job notifications and Supabase "
-	               "database changes, answered by omniops.handle_customer_webhook "
-	               "(contrib/examples/omniops.sql).",
-	.verifier = "{\"scheme\":\"supabase\"}",
-	.handler = "{\"type\":\"sql_sync\",\"function\":\"omniops.handle_customer_webhook\"}",
-} };
+static const struct compat_source_spec omni_sources[] = {{
+    .slug = SLUG,
+    .name = "Customer Webhooks API (seed 000)",
+    .description = "POST /api/webhooks/customer: scrape-job notifications and Supabase "
+                   "database changes, answered by omniops.handle_customer_webhook "
+                   "(contrib/examples/omniops.sql).",
+    .verifier = "{\"scheme\":\"supabase\"}",
+    .handler = "{\"type\":\"sql_sync\",\"function\":\"omniops.handle_customer_webhook\"}",
+}};
 
 /*
  * The seed's webhookMetrics over the customer source's stored events and handler logs.
@@ -58,10 +58,10 @@ static const char metrics_sql[] =
 
 /* Read at start-up; the counters are this process's, since it started. */
 static struct {
-	const char *secret;         /* SUPABASE_WEBHOOK_SECRET */
-	struct verifier *verifier;  /* the seed's scheme: hex HMAC-SHA256 of the body */
-	int64_t refused_signature;  /* missing or invalid signature, never stored */
-	int64_t refused_format;     /* not JSON, or neither payload shape, never stored */
+	const char *secret;        /* SUPABASE_WEBHOOK_SECRET */
+	struct verifier *verifier; /* the seed's scheme: hex HMAC-SHA256 of the body */
+	int64_t refused_signature; /* missing or invalid signature, never stored */
+	int64_t refused_format;    /* not JSON, or neither payload shape, never stored */
 } omni;
 
 /* A POST waiting for its commit and handler answer. */
@@ -141,7 +141,7 @@ omni_known_shape(struct json_object *body)
 	if (json_object_object_get_ex(body, "event", &ev) && compat_truthy(ev))
 		return 1;
 	return json_object_object_get_ex(body, "type", &type) && compat_truthy(type) &&
-	    json_object_object_get_ex(body, "table", &table) && compat_truthy(table);
+	       json_object_object_get_ex(body, "table", &table) && compat_truthy(table);
 }
 
 /* The handler's {"status": n, "body": ...} is the reply; its failure the seed's 500. */
@@ -177,8 +177,9 @@ omni_reply_answer(struct http_req *r, struct json_object *answer, const char *id
 			log_msg(LOG_LEVEL_WARN, http_req_id(r),
 			    "compat: " SLUG ": event %s: the handler failed: %s%s", id,
 			    msg ? msg : "(no message)",
-			    msg && strstr(msg, "does not exist") ?
-			        " (is contrib/examples/omniops.sql loaded?)" : "");
+			    msg && strstr(msg, "does not exist")
+			        ? " (is contrib/examples/omniops.sql loaded?)"
+			        : "");
 			compat_count(RECEIVER, "handler_failed");
 			omni_error(r, 500, "Internal server error", "Failed to process webhook");
 			return;
@@ -214,8 +215,8 @@ omni_stored_cb(const struct ingest_result *res, void *arg)
 		omni_error(r, 400, "Invalid JSON", "The database refused the payload");
 		break;
 	case INGEST_UNAVAILABLE:
-		log_msg(LOG_LEVEL_WARN, http_req_id(r), "compat: " SLUG ": not stored: %s",
-		    res->error);
+		log_msg(
+		    LOG_LEVEL_WARN, http_req_id(r), "compat: " SLUG ": not stored: %s", res->error);
 		omni_unavailable(r, "The webhook was not stored; retry later");
 		break;
 	}
@@ -228,7 +229,7 @@ omni_receive_cb(struct http_req *r, struct source *s, void *arg)
 {
 	struct app *app = arg;
 	struct json_object *body = NULL;
-	struct ingest_event ev = { 0 };
+	struct ingest_event ev = {0};
 	struct omni_req *oreq;
 	const unsigned char *raw;
 	char why[200], *event_type = NULL, *headers = NULL;
@@ -277,15 +278,15 @@ omni_receive_cb(struct http_req *r, struct source *s, void *arg)
 			    "configured");
 		} else {
 			compat_count(RECEIVER, "invalid_signature");
-			omni_error(r, 401, "Invalid webhook signature",
-			    "Signature verification failed");
+			omni_error(
+			    r, 401, "Invalid webhook signature", "Signature verification failed");
 		}
 		goto out;
 	}
 	if (!compat_is_json(http_req_header(r, "Content-Type"))) {
 		compat_count(RECEIVER, "unsupported_media_type");
-		omni_error(r, 415, "Unsupported media type",
-		    "Content-Type must be application/json");
+		omni_error(
+		    r, 415, "Unsupported media type", "Content-Type must be application/json");
 		goto out;
 	}
 	body = json_parse((const char *)raw, raw_len, why, sizeof(why));
@@ -301,8 +302,8 @@ omni_receive_cb(struct http_req *r, struct source *s, void *arg)
 	if (!omni_known_shape(body)) {
 		omni.refused_format++;
 		compat_count(RECEIVER, "unknown_format");
-		omni_error(r, 400, "Unknown webhook format",
-		    "Payload does not match expected schemas");
+		omni_error(
+		    r, 400, "Unknown webhook format", "Payload does not match expected schemas");
 		goto out;
 	}
 
@@ -353,11 +354,11 @@ metrics_cb(const struct db_result *res, void *arg)
 	char err[64];
 
 	if (res->status != DB_OK) {
-		log_msg(LOG_LEVEL_WARN, http_req_id(r), "compat: " SLUG ": metrics: %s",
-		    res->error);
+		log_msg(
+		    LOG_LEVEL_WARN, http_req_id(r), "compat: " SLUG ": metrics: %s", res->error);
 		http_reply_header(r, "Retry-After", RETRY_AFTER_UNAVAILABLE);
-		omni_error(r, 503, "Service unavailable",
-		    "The metrics could not be read; retry later");
+		omni_error(
+		    r, 503, "Service unavailable", "The metrics could not be read; retry later");
 		return;
 	}
 	pr = res->res[0];
@@ -372,8 +373,8 @@ metrics_cb(const struct db_result *res, void *arg)
 	json_set_int(m, "totalReceived", total);
 	json_set_int(m, "processed", processed);
 	json_set_int(m, "failed", failed);
-	json_set_double(m, "successRate",
-	    total > 0 ? round_to((double)processed / (double)total, 1e4) : 0);
+	json_set_double(
+	    m, "successRate", total > 0 ? round_to((double)processed / (double)total, 1e4) : 0);
 	json_set_double(m, "avgProcessingTime", round_to(atof(db_value(pr, 0, 3)), 1e3));
 	json_set_obj(m, "byType", by_type ? by_type : json_object_new_object());
 	errors = json_object_new_object();
@@ -419,6 +420,6 @@ compat_omniops_register(struct app *app)
 	compat_sources_ensure(app, omni_sources, (int)ARRAY_SIZE(omni_sources));
 	http_server_route(app->http, "GET", "/api/webhooks/customer", 0, omni_health, app);
 	http_server_route(app->http, "POST", "/api/webhooks/customer", 0, omni_receive, app);
-	http_server_route(app->http, "GET", "/api/webhooks/customer/metrics", HTTP_ADMIN,
-	    omni_metrics, app);
+	http_server_route(
+	    app->http, "GET", "/api/webhooks/customer/metrics", HTTP_ADMIN, omni_metrics, app);
 }

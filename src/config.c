@@ -11,92 +11,94 @@
 #include "hookd/config.h"
 #include "hookd/log.h"
 
-#define KEY(name, type, min, max, def, reload, env, help)                                  \
-	{ #name, type, offsetof(struct config, name), min, max, def, reload, env, help }
-#define MS(x) ((int64_t)(x))
-#define SEC(x) ((int64_t)(x) * 1000)
-#define KIB(x) ((int64_t)(x) * 1024)
-#define MIB(x) ((int64_t)(x) * 1024 * 1024)
+#define KEY(name, type, min, max, def, reload, env, help)                                          \
+	{                                                                                          \
+#name, type, offsetof(struct config, name), min, max, def, reload, env, help       \
+	}
+#define MS(x)  ((int64_t)(x))
+#define SEC(x) ((int64_t)(x)*1000)
+#define KIB(x) ((int64_t)(x)*1024)
+#define MIB(x) ((int64_t)(x)*1024 * 1024)
 
 static const struct config_key keys[] = {
-	KEY(listen, CONFIG_STRING, 0, 0, "127.0.0.1:8080", 0, NULL,
-	    "Addresses to serve HTTP on, comma separated (host:port, [v6]:port)."),
-	KEY(database_url, CONFIG_STRING, 0, 0, "", 0, "DATABASE_URL",
-	    "libpq connection string or URL; empty means the private cluster under ./var."),
-	KEY(db_pool_size, CONFIG_INT, 1, 64, "4", 0, NULL,
-	    "Connections in the query pool (the LISTEN connection is extra)."),
-	KEY(db_connect_timeout, CONFIG_DURATION, MS(100), SEC(120), "5s", 1, NULL,
-	    "How long one connection attempt may take, name resolution included."),
-	KEY(db_reconnect_min, CONFIG_DURATION, MS(10), SEC(60), "100ms", 1, NULL,
-	    "First delay before reconnecting after a failure; doubles up to db_reconnect_max."),
-	KEY(db_reconnect_max, CONFIG_DURATION, MS(10), SEC(600), "2s", 1, NULL,
-	    "Longest delay between reconnection attempts (jitter of +-20% is added)."),
-	KEY(db_pipeline_depth, CONFIG_INT, 1, 4096, "64", 1, NULL,
-	    "Statement groups one connection may have in flight in pipeline mode."),
-	KEY(db_statement_timeout, CONFIG_DURATION, 0, SEC(3600), "30s", 0, NULL,
-	    "Server-side statement_timeout for pool connections (0 disables)."),
-	KEY(db_queue_timeout, CONFIG_DURATION, MS(10), SEC(600), "5s", 1, NULL,
-	    "How long a query may wait for a connection before it fails."),
-	KEY(auto_migrate, CONFIG_BOOL, 0, 1, "on", 0, NULL,
-	    "Apply pending schema migrations when a connection is first made."),
-	KEY(http_max_body_size, CONFIG_SIZE, KIB(1), MIB(256), "1MiB", 1, NULL,
-	    "Largest request body; larger ones get 413 with a JSON error."),
-	KEY(http_max_header_size, CONFIG_SIZE, KIB(1), MIB(1), "32KiB", 1, NULL,
-	    "Largest request line plus headers."),
-	KEY(http_timeout, CONFIG_DURATION, MS(100), SEC(3600), "30s", 1, NULL,
-	    "Read and write timeout on client connections; idle keep-alive connections close after it."),
-	KEY(http_max_connections, CONFIG_INT, 1, 1000000, "10000", 1, NULL,
-	    "Client connections held at once; past it hookd stops accepting until one closes."),
-	KEY(shutdown_timeout, CONFIG_DURATION, 0, SEC(3600), "30s", 1, NULL,
-	    "On SIGTERM, how long in-flight requests and queries may take before hookd exits anyway."),
-	KEY(log_level, CONFIG_LOGLEVEL, 0, 3, "info", 1, NULL,
-	    "error, warn, info or debug."),
-	KEY(master_key_file, CONFIG_STRING, 0, 0, "var/master.key", 0, NULL,
-	    "File holding the 32-byte key that seals secrets at rest (made on first run); "
-	    "HOOKD_MASTER_KEY (base64) takes precedence."),
-	KEY(trusted_proxies, CONFIG_STRING, 0, 0, "", 1, NULL,
-	    "CIDRs of proxies whose X-Forwarded-For names the real client (for IP allowlists)."),
-	KEY(ingest_batch_max, CONFIG_INT, 1, 10000, "256", 1, NULL,
-	    "Events one group commit may carry."),
-	KEY(ingest_inflight_max, CONFIG_INT, 1, 64, "2", 1, NULL,
-	    "Group commits in flight at once; requests arriving meanwhile join the next one."),
-	KEY(process_batch, CONFIG_INT, 1, 10000, "64", 1, NULL,
-	    "Inbound events the handler worker leases at once."),
-	KEY(process_lease, CONFIG_DURATION, SEC(1), SEC(3600), "60s", 1, NULL,
-	    "How long a leased inbound event belongs to this process before another may take it."),
-	KEY(process_poll_interval, CONFIG_DURATION, MS(50), SEC(600), "1s", 1, NULL,
-	    "How often the handler worker looks for due events (it is also woken on new work)."),
-	KEY(outbound_allow_networks, CONFIG_STRING, 0, 0, "", 1, NULL,
-	    "CIDRs deliveries may reach although the SSRF guard refuses them (private, loopback...)."),
-	KEY(outbound_tls_verify, CONFIG_BOOL, 0, 1, "on", 1, NULL,
-	    "Verify the certificates and host names of HTTPS targets."),
-	KEY(outbound_ca_file, CONFIG_STRING, 0, 0, "", 1, NULL,
-	    "Extra CA certificates (PEM) trusted for HTTPS targets, besides the system store."),
-	KEY(outbound_max_per_origin, CONFIG_INT, 1, 1024, "32", 1, NULL,
-	    "Connections hookd keeps to one target origin (scheme, host, port)."),
-	KEY(outbound_idle_timeout, CONFIG_DURATION, SEC(1), SEC(3600), "60s", 1, NULL,
-	    "How long an idle keep-alive connection to a target stays open."),
-	KEY(deliver_batch, CONFIG_INT, 1, 10000, "256", 1, NULL,
-	    "Deliveries the worker leases at once."),
-	KEY(deliver_concurrency, CONFIG_INT, 1, 100000, "1024", 1, NULL,
-	    "Deliveries one process has in flight at once."),
-	KEY(deliver_lease, CONFIG_DURATION, SEC(5), SEC(3600), "120s", 1, NULL,
-	    "How long leased deliveries belong to this process; it is stretched to cover the "
-	    "subscription's timeout. Another process retries them once it has passed."),
-	KEY(deliver_poll_interval, CONFIG_DURATION, MS(50), SEC(600), "1s", 1, NULL,
-	    "How often the worker looks for due deliveries (it is also woken by NOTIFY)."),
-	KEY(retry_after_max, CONFIG_DURATION, SEC(1), SEC(86400), "10m", 1, NULL,
-	    "The longest Retry-After a target's 429 or 503 may ask for."),
-	KEY(disable_after_dead, CONFIG_INT, 0, 100000, "10", 1, NULL,
-	    "Consecutive dead deliveries that disable a subscription (0: never)."),
-	KEY(event_types, CONFIG_STRING, 0, 0, "", 1, NULL,
-	    "Declared event types, comma separated, listed by GET /api/v1/event-types."),
-	KEY(capture_batch, CONFIG_INT, 1, 100000, "500", 1, NULL,
-	    "Row changes turned into messages per transaction."),
-	KEY(capture_poll_interval, CONFIG_DURATION, MS(50), SEC(600), "1s", 1, NULL,
-	    "How often the change reader looks for changes besides NOTIFY wake-ups."),
-	KEY(capture_retention, CONFIG_DURATION, 0, SEC(86400 * 30), "1h", 1, NULL,
-	    "How long read changes stay in hookd.changes before they are deleted."),
+    KEY(listen, CONFIG_STRING, 0, 0, "127.0.0.1:8080", 0, NULL,
+        "Addresses to serve HTTP on, comma separated (host:port, [v6]:port)."),
+    KEY(database_url, CONFIG_STRING, 0, 0, "", 0, "DATABASE_URL",
+        "libpq connection string or URL; empty means the private cluster under ./var."),
+    KEY(db_pool_size, CONFIG_INT, 1, 64, "4", 0, NULL,
+        "Connections in the query pool (the LISTEN connection is extra)."),
+    KEY(db_connect_timeout, CONFIG_DURATION, MS(100), SEC(120), "5s", 1, NULL,
+        "How long one connection attempt may take, name resolution included."),
+    KEY(db_reconnect_min, CONFIG_DURATION, MS(10), SEC(60), "100ms", 1, NULL,
+        "First delay before reconnecting after a failure; doubles up to db_reconnect_max."),
+    KEY(db_reconnect_max, CONFIG_DURATION, MS(10), SEC(600), "2s", 1, NULL,
+        "Longest delay between reconnection attempts (jitter of +-20% is added)."),
+    KEY(db_pipeline_depth, CONFIG_INT, 1, 4096, "64", 1, NULL,
+        "Statement groups one connection may have in flight in pipeline mode."),
+    KEY(db_statement_timeout, CONFIG_DURATION, 0, SEC(3600), "30s", 0, NULL,
+        "Server-side statement_timeout for pool connections (0 disables)."),
+    KEY(db_queue_timeout, CONFIG_DURATION, MS(10), SEC(600), "5s", 1, NULL,
+        "How long a query may wait for a connection before it fails."),
+    KEY(auto_migrate, CONFIG_BOOL, 0, 1, "on", 0, NULL,
+        "Apply pending schema migrations when a connection is first made."),
+    KEY(http_max_body_size, CONFIG_SIZE, KIB(1), MIB(256), "1MiB", 1, NULL,
+        "Largest request body; larger ones get 413 with a JSON error."),
+    KEY(http_max_header_size, CONFIG_SIZE, KIB(1), MIB(1), "32KiB", 1, NULL,
+        "Largest request line plus headers."),
+    KEY(http_timeout, CONFIG_DURATION, MS(100), SEC(3600), "30s", 1, NULL,
+        "Read and write timeout on client connections; idle keep-alive connections close after "
+        "it."),
+    KEY(http_max_connections, CONFIG_INT, 1, 1000000, "10000", 1, NULL,
+        "Client connections held at once; past it hookd stops accepting until one closes."),
+    KEY(shutdown_timeout, CONFIG_DURATION, 0, SEC(3600), "30s", 1, NULL,
+        "On SIGTERM, how long in-flight requests and queries may take before hookd exits anyway."),
+    KEY(log_level, CONFIG_LOGLEVEL, 0, 3, "info", 1, NULL, "error, warn, info or debug."),
+    KEY(master_key_file, CONFIG_STRING, 0, 0, "var/master.key", 0, NULL,
+        "File holding the 32-byte key that seals secrets at rest (made on first run); "
+        "HOOKD_MASTER_KEY (base64) takes precedence."),
+    KEY(trusted_proxies, CONFIG_STRING, 0, 0, "", 1, NULL,
+        "CIDRs of proxies whose X-Forwarded-For names the real client (for IP allowlists)."),
+    KEY(ingest_batch_max, CONFIG_INT, 1, 10000, "256", 1, NULL,
+        "Events one group commit may carry."),
+    KEY(ingest_inflight_max, CONFIG_INT, 1, 64, "2", 1, NULL,
+        "Group commits in flight at once; requests arriving meanwhile join the next one."),
+    KEY(process_batch, CONFIG_INT, 1, 10000, "64", 1, NULL,
+        "Inbound events the handler worker leases at once."),
+    KEY(process_lease, CONFIG_DURATION, SEC(1), SEC(3600), "60s", 1, NULL,
+        "How long a leased inbound event belongs to this process before another may take it."),
+    KEY(process_poll_interval, CONFIG_DURATION, MS(50), SEC(600), "1s", 1, NULL,
+        "How often the handler worker looks for due events (it is also woken on new work)."),
+    KEY(outbound_allow_networks, CONFIG_STRING, 0, 0, "", 1, NULL,
+        "CIDRs deliveries may reach although the SSRF guard refuses them (private, loopback...)."),
+    KEY(outbound_tls_verify, CONFIG_BOOL, 0, 1, "on", 1, NULL,
+        "Verify the certificates and host names of HTTPS targets."),
+    KEY(outbound_ca_file, CONFIG_STRING, 0, 0, "", 1, NULL,
+        "Extra CA certificates (PEM) trusted for HTTPS targets, besides the system store."),
+    KEY(outbound_max_per_origin, CONFIG_INT, 1, 1024, "32", 1, NULL,
+        "Connections hookd keeps to one target origin (scheme, host, port)."),
+    KEY(outbound_idle_timeout, CONFIG_DURATION, SEC(1), SEC(3600), "60s", 1, NULL,
+        "How long an idle keep-alive connection to a target stays open."),
+    KEY(deliver_batch, CONFIG_INT, 1, 10000, "256", 1, NULL,
+        "Deliveries the worker leases at once."),
+    KEY(deliver_concurrency, CONFIG_INT, 1, 100000, "1024", 1, NULL,
+        "Deliveries one process has in flight at once."),
+    KEY(deliver_lease, CONFIG_DURATION, SEC(5), SEC(3600), "120s", 1, NULL,
+        "How long leased deliveries belong to this process; it is stretched to cover the "
+        "subscription's timeout. Another process retries them once it has passed."),
+    KEY(deliver_poll_interval, CONFIG_DURATION, MS(50), SEC(600), "1s", 1, NULL,
+        "How often the worker looks for due deliveries (it is also woken by NOTIFY)."),
+    KEY(retry_after_max, CONFIG_DURATION, SEC(1), SEC(86400), "10m", 1, NULL,
+        "The longest Retry-After a target's 429 or 503 may ask for."),
+    KEY(disable_after_dead, CONFIG_INT, 0, 100000, "10", 1, NULL,
+        "Consecutive dead deliveries that disable a subscription (0: never)."),
+    KEY(event_types, CONFIG_STRING, 0, 0, "", 1, NULL,
+        "Declared event types, comma separated, listed by GET /api/v1/event-types."),
+    KEY(capture_batch, CONFIG_INT, 1, 100000, "500", 1, NULL,
+        "Row changes turned into messages per transaction."),
+    KEY(capture_poll_interval, CONFIG_DURATION, MS(50), SEC(600), "1s", 1, NULL,
+        "How often the change reader looks for changes besides NOTIFY wake-ups."),
+    KEY(capture_retention, CONFIG_DURATION, 0, SEC(86400 * 30), "1h", 1, NULL,
+        "How long read changes stay in hookd.changes before they are deleted."),
 };
 
 const struct config_key *
@@ -116,8 +118,7 @@ find_key(const char *name)
 	return NULL;
 }
 
-static void
-set_error(char **err, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void set_error(char **err, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 static void
 set_error(char **err, const char *fmt, ...)
@@ -136,8 +137,8 @@ set_error(char **err, const char *fmt, ...)
 int
 config_parse_bool(const char *s, int64_t *out)
 {
-	static const char *const yes[] = { "on", "true", "yes", "1" };
-	static const char *const no[] = { "off", "false", "no", "0" };
+	static const char *const yes[] = {"on", "true", "yes", "1"};
+	static const char *const no[] = {"off", "false", "no", "0"};
 
 	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
 		if (strcasecmp(s, yes[i]) == 0) {
@@ -190,8 +191,8 @@ parse_with_unit(const char *s, const char *const *units, const int64_t *mult, si
 int
 config_parse_duration(const char *s, int64_t *ms)
 {
-	static const char *const units[] = { "ms", "s", "sec", "m", "min", "h" };
-	static const int64_t mult[] = { 1, 1000, 1000, 60000, 60000, 3600000 };
+	static const char *const units[] = {"ms", "s", "sec", "m", "min", "h"};
+	static const int64_t mult[] = {1, 1000, 1000, 60000, 60000, 3600000};
 
 	return parse_with_unit(s, units, mult, ARRAY_SIZE(units), 1000, ms);
 }
@@ -199,10 +200,10 @@ config_parse_duration(const char *s, int64_t *ms)
 int
 config_parse_size(const char *s, int64_t *bytes)
 {
-	static const char *const units[] = { "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb",
-		"gib" };
-	static const int64_t mult[] = { 1, KIB(1), KIB(1), KIB(1), MIB(1), MIB(1), MIB(1),
-		MIB(1024), MIB(1024), MIB(1024) };
+	static const char *const units[] = {
+	    "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib"};
+	static const int64_t mult[] = {
+	    1, KIB(1), KIB(1), KIB(1), MIB(1), MIB(1), MIB(1), MIB(1024), MIB(1024), MIB(1024)};
 
 	return parse_with_unit(s, units, mult, ARRAY_SIZE(units), 1, bytes);
 }
@@ -227,18 +228,10 @@ config_set(struct config *cfg, const char *name, const char *value, char **err)
 		*slot = xstrdup(value);
 		return 0;
 	}
-	case CONFIG_INT:
-		rc = parse_int64(value, INT64_MIN, INT64_MAX, &v);
-		break;
-	case CONFIG_BOOL:
-		rc = config_parse_bool(value, &v);
-		break;
-	case CONFIG_DURATION:
-		rc = config_parse_duration(value, &v);
-		break;
-	case CONFIG_SIZE:
-		rc = config_parse_size(value, &v);
-		break;
+	case CONFIG_INT: rc = parse_int64(value, INT64_MIN, INT64_MAX, &v); break;
+	case CONFIG_BOOL: rc = config_parse_bool(value, &v); break;
+	case CONFIG_DURATION: rc = config_parse_duration(value, &v); break;
+	case CONFIG_SIZE: rc = config_parse_size(value, &v); break;
 	case CONFIG_LOGLEVEL: {
 		enum log_level lv;
 
@@ -473,11 +466,14 @@ config_diff_fixed(const struct config *old, const struct config *new)
 		if (keys[i].reloadable)
 			continue;
 		if (keys[i].type == CONFIG_STRING)
-			same = strcmp(*(char *const *)(const void *)a, *(char *const *)(const void *)b) == 0;
+			same = strcmp(*(char *const *)(const void *)a,
+			           *(char *const *)(const void *)b) == 0;
 		else
-			same = *(const int64_t *)(const void *)a == *(const int64_t *)(const void *)b;
+			same =
+			    *(const int64_t *)(const void *)a == *(const int64_t *)(const void *)b;
 		if (!same) {
-			char *next = out ? xasprintf("%s, %s", out, keys[i].name) : xstrdup(keys[i].name);
+			char *next =
+			    out ? xasprintf("%s, %s", out, keys[i].name) : xstrdup(keys[i].name);
 
 			free(out);
 			out = next;

@@ -43,9 +43,9 @@ struct req_stmt {
 
 enum req_where {
 	REQ_QUEUED, /* in db->queue, waiting for a connection */
-	REQ_SENT, /* in a connection's in-flight FIFO */
+	REQ_SENT,   /* in a connection's in-flight FIFO */
 	REQ_FAILED, /* in db->failed, its failure callback deferred to the loop */
-	REQ_DONE, /* callback running or done */
+	REQ_DONE,   /* callback running or done */
 };
 
 struct db_req {
@@ -53,7 +53,7 @@ struct db_req {
 	struct db *db;
 	enum req_where where;
 	int internal; /* a statement preparation sent by the pool: no callback */
-	db_cb cb; /* NULL once cancelled */
+	db_cb cb;     /* NULL once cancelled */
 	void *arg;
 	uint64_t queued_us;
 	enum db_status fail_status; /* for REQ_FAILED */
@@ -100,9 +100,9 @@ enum stmt_prep {
 };
 
 enum pconn_state {
-	PCONN_DOWN, /* connecting or waiting to reconnect */
+	PCONN_DOWN,      /* connecting or waiting to reconnect */
 	PCONN_PREPARING, /* connected, the registered statements being prepared */
-	PCONN_READY, /* takes groups */
+	PCONN_READY,     /* takes groups */
 };
 
 struct pconn {
@@ -110,11 +110,11 @@ struct pconn {
 	struct db_conn *conn;
 	enum pconn_state state;
 	struct req_list inflight;
-	int ngroups; /* user groups in flight */
+	int ngroups;               /* user groups in flight */
 	unsigned char *stmt_state; /* per registered statement: STMT_UNPREPARED, ... */
 	int nstmt_state;
 	int npreparing; /* preparations in flight */
-	int failed; /* failed since the pool's last successful connect */
+	int failed;     /* failed since the pool's last successful connect */
 };
 
 struct state_hook {
@@ -136,7 +136,7 @@ struct db {
 	int nstmts;
 	struct req_list queue, failed;
 	int nqueued, ninflight, nfailed_reqs;
-	int ready; /* connections in PCONN_READY */
+	int ready;   /* connections in PCONN_READY */
 	int nfailed; /* connections with failed set */
 	struct event *queue_timer, *defer;
 	struct state_hook *hooks;
@@ -263,8 +263,8 @@ array_put(struct db_array *a, const void *data, size_t len)
 static void
 array_put32(struct db_array *a, uint32_t v)
 {
-	unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16),
-		(unsigned char)(v >> 8), (unsigned char)v };
+	unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+	    (unsigned char)(v >> 8), (unsigned char)v};
 
 	array_put(a, b, 4);
 }

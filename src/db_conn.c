@@ -54,11 +54,11 @@ struct db_conn {
 	int io_fd;
 	short io_flags;
 	int want_write; /* PQflush returned 1: watch for write too */
-	int failing; /* db_conn_fail or a flush error is pending in defer */
-	int input_due; /* libpq may hold unread input: run input_cb from defer */
+	int failing;    /* db_conn_fail or a flush error is pending in defer */
+	int input_due;  /* libpq may hold unread input: run input_cb from defer */
 	char *fail_err;
 	int backoff_ms; /* the last delay, 0 after a success */
-	int failures; /* consecutive failed attempts */
+	int failures;   /* consecutive failed attempts */
 
 	struct lookup *lookups;
 	int pending; /* lookups outstanding */

@@ -41,20 +41,20 @@
  * take long (slow receivers, a queue for connections) are renewed while they run.
  */
 
-#define WAKE_GRANULE_MS 10 /* retry wakes due within this share one timer */
-#define MAX_WAKES 256 /* beyond this many distinct wake times, the poll takes over */
-#define FLUSH_MAX 512 /* outcomes written back by one statement */
-#define FLUSH_INFLIGHT_MAX 2 /* write-back statements in flight at once */
-#define FLUSH_DELAY_MS 2 /* wait this long for company before writing an outcome back */
-#define FLUSH_RETRY_MS 500 /* a write-back that could not be sent is tried again */
-#define LEASE_MARGIN_MS 3000 /* a lease outlives the subscription's timeout by this */
-#define DEFER_MS 250 /* a delivery for a subscription not in the cache yet waits */
-#define TEST_GRACE_MS 15000 /* a test send's answer waits its timeout plus this */
-#define MAX_SECRETS 8
-#define MAX_HEADERS 64
+#define WAKE_GRANULE_MS    10    /* retry wakes due within this share one timer */
+#define MAX_WAKES          256   /* beyond this many distinct wake times, the poll takes over */
+#define FLUSH_MAX          512   /* outcomes written back by one statement */
+#define FLUSH_INFLIGHT_MAX 2     /* write-back statements in flight at once */
+#define FLUSH_DELAY_MS     2     /* wait this long for company before writing an outcome back */
+#define FLUSH_RETRY_MS     500   /* a write-back that could not be sent is tried again */
+#define LEASE_MARGIN_MS    3000  /* a lease outlives the subscription's timeout by this */
+#define DEFER_MS           250   /* a delivery for a subscription not in the cache yet waits */
+#define TEST_GRACE_MS      15000 /* a test send's answer waits its timeout plus this */
+#define MAX_SECRETS        8
+#define MAX_HEADERS        64
 
-#define OID_INT4 23
-#define OID_INT8 20
+#define OID_INT4   23
+#define OID_INT8   20
 #define OID_FLOAT8 701
 
 /*
@@ -206,19 +206,19 @@ static const char test_check_sql[] =
     "SELECT enabled, disabled_reason FROM hookd.subscriptions WHERE id = $1";
 
 enum dlv_state {
-	DLV_QUEUED, /* leased, waiting for a send slot */
+	DLV_QUEUED,  /* leased, waiting for a send slot */
 	DLV_SENDING, /* its HTTP call is in flight */
 	DLV_WAITING, /* its outcome waits to be written back */
 	DLV_WRITING, /* its outcome is in a write-back in flight */
-	DLV_DONE, /* written back (or given up); freed right after the transition */
+	DLV_DONE,    /* written back (or given up); freed right after the transition */
 };
 
 enum outcome {
 	OUT_SUCCEEDED, /* a 2xx */
-	OUT_RETRY, /* failed; another attempt is scheduled */
-	OUT_DEAD, /* failed for good (or no attempt possible): a dead letter */
-	OUT_DEFER, /* not attempted: the subscription cache lags; due again shortly */
-	OUT_RELEASE, /* not attempted: handed back unchanged (drain) */
+	OUT_RETRY,     /* failed; another attempt is scheduled */
+	OUT_DEAD,      /* failed for good (or no attempt possible): a dead letter */
+	OUT_DEFER,     /* not attempted: the subscription cache lags; due again shortly */
+	OUT_RELEASE,   /* not attempted: handed back unchanged (drain) */
 };
 
 /* A body several deliveries of one message share. */
@@ -248,8 +248,8 @@ struct dlv {
 	char id[37];
 	char sub_id[37];
 	char *msg_id;
-	int prev_attempts; /* attempts before this lease */
-	int is_test; /* origin "test": no retries, no failure streak */
+	int prev_attempts;       /* attempts before this lease */
+	int is_test;             /* origin "test": no retries, no failure streak */
 	uint64_t lease_deadline; /* monotonic ms when the lease (as we know it) ends */
 	int64_t lease_ms;
 	/* what to send */
@@ -260,16 +260,16 @@ struct dlv {
 	/* the outcome */
 	enum outcome outcome;
 	int recorded; /* an HTTP attempt was made: an attempts row */
-	int counts; /* counts for the failure streak: -1 success, 1 dead, 0 neither */
-	char *gone; /* a 410: the reason the subscription is disabled */
+	int counts;   /* counts for the failure streak: -1 success, 1 dead, 0 neither */
+	char *gone;   /* a 410: the reason the subscription is disabled */
 	int status_code;
-	char *error; /* the delivery's last_error */
+	char *error;         /* the delivery's last_error */
 	char *attempt_error; /* the attempt's error (no response) */
 	char *resp;
 	double duration_ms;
 	uint64_t started_ms; /* wall clock */
-	int64_t delay_ms; /* OUT_RETRY, OUT_DEFER */
-	int64_t sent_delay; /* the delay the write-back asked for (from its now()) */
+	int64_t delay_ms;    /* OUT_RETRY, OUT_DEFER */
+	int64_t sent_delay;  /* the delay the write-back asked for (from its now()) */
 	uint64_t outcome_at; /* monotonic ms */
 };
 TAILQ_HEAD(dlv_list, dlv);
@@ -316,7 +316,7 @@ struct deliver {
 	int nflushes;
 	struct event *flush_timer;
 	int flush_armed;
-	int taking; /* take_rows is at work: write-backs wait for the batch */
+	int taking;              /* take_rows is at work: write-backs wait for the batch */
 	uint64_t flush_retry_at; /* monotonic ms: no write-back before this (database down) */
 	struct db_req *leasing;
 	int want;
@@ -332,7 +332,7 @@ struct deliver {
 	struct waiter_list waiters;
 	struct client_list clients;
 	struct client_ref *cref; /* the current client */
-	char *client_conf; /* the configuration it was made from */
+	char *client_conf;       /* the configuration it was made from */
 	const struct db_stmt *st_lease, *st_writeback;
 	struct metric *m_outcomes, *m_attempts, *m_duration, *m_inflight, *m_batch;
 };

@@ -33,13 +33,13 @@
 #include "hookd/metrics.h"
 #include "hookd/netguard.h"
 
-#define MAX_ADDRS 8 /* resolved addresses tried per connection */
-#define MAX_HEADER_BYTES 65536 /* status line and headers of a response */
-#define DEFAULT_MAX_BODY 16384
+#define MAX_ADDRS          8     /* resolved addresses tried per connection */
+#define MAX_HEADER_BYTES   65536 /* status line and headers of a response */
+#define DEFAULT_MAX_BODY   16384
 #define DEFAULT_PER_ORIGIN 8
-#define DEFAULT_IDLE_MS 60000
-#define ERR_LEN 320
-#define REMOTE_LEN (INET6_ADDRSTRLEN + 10)
+#define DEFAULT_IDLE_MS    60000
+#define ERR_LEN            320
+#define REMOTE_LEN         (INET6_ADDRSTRLEN + 10)
 
 /*
  * A connection's life. RESOLVING, CONNECTING and TLS belong to the call that asked for the
@@ -47,13 +47,13 @@
  * the client's dead list until the next deferred pass frees it.
  */
 enum conn_state {
-	CONN_NEW, /* made, nothing started */
-	CONN_RESOLVING, /* evdns lookup in flight */
+	CONN_NEW,        /* made, nothing started */
+	CONN_RESOLVING,  /* evdns lookup in flight */
 	CONN_CONNECTING, /* TCP connect in flight (one address after another) */
-	CONN_TLS, /* TLS handshake in flight */
-	CONN_BUSY, /* request out, response coming */
-	CONN_IDLE, /* kept alive between calls */
-	CONN_CLOSED, /* waiting to be freed */
+	CONN_TLS,        /* TLS handshake in flight */
+	CONN_BUSY,       /* request out, response coming */
+	CONN_IDLE,       /* kept alive between calls */
+	CONN_CLOSED,     /* waiting to be freed */
 };
 
 #define BIT(s) (1u << (s))
@@ -70,10 +70,10 @@ static const char *const conn_state_names[] = {
     "new", "resolving", "connecting", "tls", "busy", "idle", "closed"};
 
 enum call_state {
-	CALL_NEW, /* being set up inside http_client_call */
-	CALL_QUEUED, /* waiting in its origin's FIFO for a connection */
-	CALL_ACTIVE, /* owns a connection (being made, or carrying the request) */
-	CALL_DONE, /* result ready, on the client's done list */
+	CALL_NEW,        /* being set up inside http_client_call */
+	CALL_QUEUED,     /* waiting in its origin's FIFO for a connection */
+	CALL_ACTIVE,     /* owns a connection (being made, or carrying the request) */
+	CALL_DONE,       /* result ready, on the client's done list */
 	CALL_DELIVERING, /* its callback is running */
 };
 
@@ -96,8 +96,8 @@ struct origin {
 	char *host;
 	struct cidr *pin; /* the calls' pin set: part of the key */
 	int npin;
-	TAILQ_HEAD(, conn) conns; /* every live connection */
-	TAILQ_HEAD(, conn) idle; /* most recently used first */
+	TAILQ_HEAD(, conn) conns;        /* every live connection */
+	TAILQ_HEAD(, conn) idle;         /* most recently used first */
 	TAILQ_HEAD(, http_call) waiting; /* FIFO of calls without a connection */
 	int nconns, nwaiting;
 	int pumping, pump_again;
@@ -109,7 +109,7 @@ struct conn {
 	struct http_client *c;
 	struct origin *o;
 	enum conn_state state;
-	TAILQ_ENTRY(conn) link; /* origin->conns; client->dead once closed */
+	TAILQ_ENTRY(conn) link;      /* origin->conns; client->dead once closed */
 	TAILQ_ENTRY(conn) idle_link; /* origin->idle */
 	struct http_call *call;
 	struct lookup *lookup;

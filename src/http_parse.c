@@ -14,19 +14,19 @@
 /* Longer values are cut: a Retry-After is a number or a 29-byte date. */
 #define RETRY_AFTER_MAX 64
 /* Longer Location values are cut; hookd only reports them. */
-#define LOCATION_MAX 2048
+#define LOCATION_MAX    2048
 
 enum parse_state {
-	PS_STATUS, /* waiting for the status line */
-	PS_HEADERS, /* header lines until the empty line */
+	PS_STATUS,      /* waiting for the status line */
+	PS_HEADERS,     /* header lines until the empty line */
 	PS_BODY_LENGTH, /* Content-Length bytes */
-	PS_CHUNK_SIZE, /* a chunk-size line */
-	PS_CHUNK_DATA, /* chunk bytes */
-	PS_CHUNK_END, /* the CRLF after chunk data */
-	PS_TRAILERS, /* trailer lines after the last chunk */
-	PS_BODY_CLOSE, /* everything until the connection closes */
-	PS_DONE, /* a final response is complete */
-	PS_ERROR, /* the response is invalid: nothing more is consumed */
+	PS_CHUNK_SIZE,  /* a chunk-size line */
+	PS_CHUNK_DATA,  /* chunk bytes */
+	PS_CHUNK_END,   /* the CRLF after chunk data */
+	PS_TRAILERS,    /* trailer lines after the last chunk */
+	PS_BODY_CLOSE,  /* everything until the connection closes */
+	PS_DONE,        /* a final response is complete */
+	PS_ERROR,       /* the response is invalid: nothing more is consumed */
 };
 
 struct http_parser {
@@ -35,8 +35,8 @@ struct http_parser {
 	int head;
 	int started;
 	size_t header_bytes; /* status and header lines so far (or trailer lines) */
-	size_t scanned; /* bytes of the current partial line searched for LF already */
-	uint64_t remaining; /* body or chunk bytes still to come */
+	size_t scanned;      /* bytes of the current partial line searched for LF already */
+	uint64_t remaining;  /* body or chunk bytes still to come */
 
 	/* Framing headers of the response being read. */
 	int cl_present, te_present, te_chunked, conn_close, conn_keep_alive;

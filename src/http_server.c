@@ -55,9 +55,9 @@ struct http_server {
 	struct bufferevent **fresh; /* accepted this loop pass, not yet adopted */
 	int nfresh, freshcap;
 	struct event *ev_adopt;
-	int inflight;     /* requests dispatched, not yet replied */
-	int paused;       /* listeners disabled at max_connections */
-	int draining;     /* SIGTERM: no new connections, replies close */
+	int inflight; /* requests dispatched, not yet replied */
+	int paused;   /* listeners disabled at max_connections */
+	int draining; /* SIGTERM: no new connections, replies close */
 };
 
 struct http_req {
@@ -90,8 +90,8 @@ metrics_init(void)
 {
 	if (m_requests != NULL)
 		return;
-	m_requests = metric_counter("hookd_http_requests_total", "HTTP requests answered.",
-	    "route,method,status");
+	m_requests = metric_counter(
+	    "hookd_http_requests_total", "HTTP requests answered.", "route,method,status");
 	m_duration = metric_histogram("hookd_http_request_duration_seconds",
 	    "Time from request dispatch to reply.", "route", metrics_latency_buckets,
 	    metrics_latency_nbuckets);
@@ -169,7 +169,8 @@ listeners_set_paused(struct http_server *s, int paused)
 			evconnlistener_enable(l);
 	}
 	if (paused)
-		log_warn("http: %d connections open (http_max_connections); not accepting until one closes",
+		log_warn("http: %d connections open (http_max_connections); not accepting until "
+		         "one closes",
 		    s->nconns);
 }
 
@@ -279,7 +280,7 @@ valid_request_id(const char *s)
 		char c = s[n];
 
 		if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		                    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+		                   (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
 			return 0;
 	}
 	return n > 0;
@@ -335,8 +336,8 @@ free_cb(const void *data, size_t len, void *arg)
 }
 
 void
-http_reply_raw(struct http_req *r, int status, const char *content_type, const void *body,
-    size_t len)
+http_reply_raw(
+    struct http_req *r, int status, const char *content_type, const void *body, size_t len)
 {
 	struct evbuffer *buf = evbuffer_new();
 
@@ -511,7 +512,8 @@ authorized(const struct http_req *r)
 {
 	const char *token = bearer_token(r);
 
-	return token != NULL && r->server->auth != NULL && r->server->auth(token, r->server->auth_arg);
+	return token != NULL && r->server->auth != NULL &&
+	       r->server->auth(token, r->server->auth_arg);
 }
 
 static void
@@ -571,12 +573,10 @@ dispatch_cb(struct evhttp_request *ev, void *arg)
 		return;
 	case ROUTER_METHOD_NOT_ALLOWED:
 		http_reply_header(r, "Allow", r->match.allow);
-		http_reply_error(r, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
-		    r->method, r->match.allow);
+		http_reply_error(r, 405, "method_not_allowed",
+		    "%s is not allowed here; allowed: %s", r->method, r->match.allow);
 		return;
-	case ROUTER_FOUND:
-		r->matched = 1;
-		break;
+	case ROUTER_FOUND: r->matched = 1; break;
 	}
 	if ((r->match.flags & HTTP_ADMIN) && !authorized(r)) {
 		unauthorized(r);
@@ -591,7 +591,7 @@ dispatch_cb(struct evhttp_request *ev, void *arg)
 static void
 apply_limits(struct http_server *s)
 {
-	struct timeval tv = { s->lim.timeout_ms / 1000, (s->lim.timeout_ms % 1000) * 1000 };
+	struct timeval tv = {s->lim.timeout_ms / 1000, (s->lim.timeout_ms % 1000) * 1000};
 
 	evhttp_set_max_headers_size(s->http, (ev_ssize_t)s->lim.max_header);
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)(s->lim.max_body * EVHTTP_CAP_FACTOR));
@@ -616,7 +616,8 @@ http_server_new(struct event_base *base, const struct http_limits *lim)
 		abort();
 	}
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_default_content_type(s->http, "application/json");
 	evhttp_set_gencb(s->http, dispatch_cb, s);
 	evhttp_set_bevcb(s->http, bev_cb, s);
@@ -641,8 +642,8 @@ http_server_set_auth(struct http_server *s, int (*auth)(const char *, void *), v
 }
 
 void
-http_server_route(struct http_server *s, const char *method, const char *pattern,
-    unsigned flags, http_handler fn, void *arg)
+http_server_route(struct http_server *s, const char *method, const char *pattern, unsigned flags,
+    http_handler fn, void *arg)
 {
 	struct route_entry *e = xmalloc(sizeof(*e));
 
@@ -697,11 +698,13 @@ http_server_listen(struct http_server *s, const char *addrs, char *err, size_t e
 		if (*t == '\0')
 			continue;
 		if (s->nbound == MAX_LISTENERS) {
-			snprintf(err, errlen, "too many listen addresses (at most %d)", MAX_LISTENERS);
+			snprintf(
+			    err, errlen, "too many listen addresses (at most %d)", MAX_LISTENERS);
 			goto out;
 		}
 		if (parse_listen_addr(t, &ss, &sslen) != 0) {
-			snprintf(err, errlen, "cannot parse listen address \"%s\" (want host:port)", t);
+			snprintf(
+			    err, errlen, "cannot parse listen address \"%s\" (want host:port)", t);
 			goto out;
 		}
 		l = evconnlistener_new_bind(s->base, NULL, NULL,

@@ -25,8 +25,8 @@
 #include "hookd/sources.h"
 #include "hookd/verify.h"
 
-#define MAX_SECRETS 16
-#define MAX_STORED_HEADERS 100
+#define MAX_SECRETS             16
+#define MAX_STORED_HEADERS      100
 #define RETRY_AFTER_UNAVAILABLE "2"
 
 /*
@@ -45,8 +45,8 @@ struct pending {
 	unsigned char *raw;
 	size_t raw_len;
 	char *headers;
-	int has_work;   /* the source's handler runs after the commit */
-	int alone;      /* retried in a group of its own */
+	int has_work; /* the source's handler runs after the commit */
+	int alone;    /* retried in a group of its own */
 };
 TAILQ_HEAD(pending_list, pending);
 
@@ -68,8 +68,8 @@ struct ingest {
 	struct db_stmt *insert;
 	struct pending_list queue;
 	int nqueued;
-	int inflight;       /* groups in flight (batches and sync events) */
-	int batches;        /* batches in flight, bounded by ingest_inflight_max */
+	int inflight;               /* groups in flight (batches and sync events) */
+	int batches;                /* batches in flight, bounded by ingest_inflight_max */
 	void (*on_work)(void *arg); /* handler work was committed */
 	void *on_work_arg;
 	char *proxies_text; /* trusted_proxies as last parsed */
@@ -118,7 +118,7 @@ pending_free(struct pending *p)
 static void
 finish(struct pending *p, enum ingest_status status, const char *id, const char *error)
 {
-	struct ingest_result r = { status, id, error, NULL };
+	struct ingest_result r = {status, id, error, NULL};
 
 	p->cb(&r, p->arg);
 	pending_free(p);
@@ -133,13 +133,15 @@ static void
 lookup_cb(const struct db_result *r, void *arg)
 {
 	struct lookup *l = arg;
-	const char *id = r->status == DB_OK && db_rows(r->res[0]) == 1 ? db_value(r->res[0], 0, 0) : NULL;
+	const char *id =
+	    r->status == DB_OK && db_rows(r->res[0]) == 1 ? db_value(r->res[0], 0, 0) : NULL;
 
 	l->in->inflight--;
 	if (id != NULL)
 		finish(l->p, INGEST_DUPLICATE, id, NULL);
 	else
-		finish(l->p, INGEST_UNAVAILABLE, NULL, "duplicate whose first copy is not visible yet");
+		finish(l->p, INGEST_UNAVAILABLE, NULL,
+		    "duplicate whose first copy is not visible yet");
 	free(l);
 }
 
@@ -194,8 +196,8 @@ batch_cb(const struct db_result *r, void *arg)
 		}
 	} else if (r->status == DB_ERR_SQL && b->n > 1) {
 		/* One event's data may have failed the whole group: send each on its own. */
-		log_warn("ingest: a group of %d events failed (%s); retrying them one by one",
-		    b->n, r->error);
+		log_warn("ingest: a group of %d events failed (%s); retrying them one by one", b->n,
+		    r->error);
 		for (int i = b->n - 1; i >= 0; i--) {
 			b->items[i]->alone = 1;
 			TAILQ_INSERT_HEAD(&in->queue, b->items[i], entry);
@@ -286,7 +288,7 @@ static void
 sync_cb(const struct db_result *r, void *arg)
 {
 	struct sync_req *s = arg;
-	struct ingest_result res = { INGEST_UNAVAILABLE, NULL, r->error, NULL };
+	struct ingest_result res = {INGEST_UNAVAILABLE, NULL, r->error, NULL};
 	struct json_object *answer = NULL;
 
 	s->in->inflight--;
@@ -294,8 +296,8 @@ sync_cb(const struct db_result *r, void *arg)
 		const char *text = db_value(r->res[0], 0, 2);
 		char err[64];
 
-		res.status = strcmp(db_value(r->res[0], 0, 1), "t") == 0 ? INGEST_DUPLICATE
-		                                                         : INGEST_STORED;
+		res.status =
+		    strcmp(db_value(r->res[0], 0, 1), "t") == 0 ? INGEST_DUPLICATE : INGEST_STORED;
 		res.id = db_value(r->res[0], 0, 0);
 		res.error = NULL;
 		if (text != NULL)
@@ -376,7 +378,7 @@ ingest_new(struct app *app)
 	struct ingest *in = xcalloc(1, sizeof(*in));
 
 	if (m_received == NULL) {
-		static const double rows[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
+		static const double rows[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
 
 		m_received = metric_counter("hookd_inbound_requests_total",
 		    "Inbound webhook requests by source and outcome.", "source,outcome");
@@ -496,8 +498,8 @@ client_addr(struct ingest *in, struct http_req *r, struct sockaddr_storage *out)
 	if (peer == NULL)
 		return -1;
 	memset(out, 0, sizeof(*out));
-	memcpy(out, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-	                                                : sizeof(struct sockaddr_in));
+	memcpy(out, peer,
+	    peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	proxies_update(in);
 	if (in->nproxies == 0 || !in_list(peer, in->proxies, in->nproxies))
 		return 0;
@@ -555,7 +557,8 @@ body_kind(const char *ct)
 	while (n > 0 && ct[n - 1] == ' ')
 		n--;
 	if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-	    (n > 17 && strncasecmp(ct, "application/", 12) == 0 && strncasecmp(ct + n - 5, "+json", 5) == 0))
+	    (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+	        strncasecmp(ct + n - 5, "+json", 5) == 0))
 		return BODY_JSON;
 	if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
 		return BODY_FORM;
@@ -577,7 +580,7 @@ form_to_json(const char *body)
 	}
 	o = json_object_new_object();
 	TAILQ_FOREACH(kv, &q, next)
-		json_set_str(o, kv->key, kv->value);
+	json_set_str(o, kv->key, kv->value);
 	evhttp_clear_headers(&q);
 	return o;
 }
@@ -586,14 +589,15 @@ form_to_json(const char *body)
 static char *
 stored_headers(struct http_req *r)
 {
-	static const char *const skip[] = { "authorization", "proxy-authorization", "cookie" };
+	static const char *const skip[] = {"authorization", "proxy-authorization", "cookie"};
 	struct evkeyvalq *h = evhttp_request_get_input_headers(http_req_evhttp(r));
-	struct json_buf b = { 0 };
+	struct json_buf b = {0};
 	struct evkeyval *kv;
 	int n = 0;
 
 	json_buf_add(&b, "{", 1);
-	TAILQ_FOREACH(kv, h, next) {
+	TAILQ_FOREACH(kv, h, next)
+	{
 		char name[128];
 		size_t i;
 		int skipped = 0;
@@ -622,8 +626,8 @@ stored_headers(struct http_req *r)
 static char *
 event_type_of(const struct source *s, struct http_req *r, struct json_object *body)
 {
-	static const char *const headers[] = { "X-GitHub-Event", "X-Shopify-Topic", "X-Event-Type" };
-	static const char *const members[] = { "type", "event", "event_type" };
+	static const char *const headers[] = {"X-GitHub-Event", "X-Shopify-Topic", "X-Event-Type"};
+	static const char *const members[] = {"type", "event", "event_type"};
 
 	if (s->event_type_key.kind != SOURCE_KEY_NONE)
 		return source_key_value(&s->event_type_key, header_cb, r, body);
@@ -658,11 +662,14 @@ reply_answer(struct http_req *r, struct json_object *answer, const char *id)
 		return;
 	}
 	if (json_object_is_type(answer, json_type_object) &&
-	    json_object_object_get_ex(answer, "status", &st) && json_object_is_type(st, json_type_int) &&
-	    (status = json_object_get_int64(st)) >= 200 && status <= 599) {
+	    json_object_object_get_ex(answer, "status", &st) &&
+	    json_object_is_type(st, json_type_int) && (status = json_object_get_int64(st)) >= 200 &&
+	    status <= 599) {
 		if ((hdrs = json_get_obj(answer, "headers")) != NULL) {
-			json_object_object_foreach(hdrs, k, v) {
-				if (json_object_is_type(v, json_type_string) && strchr(k, '\n') == NULL &&
+			json_object_object_foreach(hdrs, k, v)
+			{
+				if (json_object_is_type(v, json_type_string) &&
+				    strchr(k, '\n') == NULL &&
 				    strchr(json_object_get_string(v), '\n') == NULL)
 					http_reply_header(r, k, json_object_get_string(v));
 			}
@@ -697,8 +704,8 @@ stored_cb(const struct ingest_result *res, void *arg)
 		break;
 	case INGEST_REJECTED:
 		count(rc->source, "rejected");
-		http_reply_error(r, 400, "invalid_json", "the database refused the payload: %s",
-		    res->error);
+		http_reply_error(
+		    r, 400, "invalid_json", "the database refused the payload: %s", res->error);
 		break;
 	case INGEST_UNAVAILABLE:
 		count(rc->source, "unavailable");
@@ -719,10 +726,10 @@ in_receive(struct http_req *r, void *arg)
 	const char *slug = http_req_param(r, "slug");
 	struct source *s = NULL;
 	struct sockaddr_storage client;
-	struct verify_input vi = { 0 };
+	struct verify_input vi = {0};
 	const char *secrets[MAX_SECRETS];
 	struct json_object *body = NULL;
-	struct ingest_event ev = { 0 };
+	struct ingest_event ev = {0};
 	struct receive *rc;
 	char why[200], *event_type = NULL, *external_id = NULL, *headers = NULL, *url = NULL;
 	char *payload = NULL;
@@ -750,8 +757,8 @@ in_receive(struct http_req *r, void *arg)
 	if (s->nallow > 0 && (client_addr(in, r, &client) != 0 ||
 	                         !in_list((struct sockaddr *)&client, s->allow, s->nallow))) {
 		count(s, "forbidden");
-		http_reply_error(r, 403, "forbidden", "this client address may not send to \"%s\"",
-		    slug);
+		http_reply_error(
+		    r, 403, "forbidden", "this client address may not send to \"%s\"", slug);
 		goto out;
 	}
 	raw = http_req_body(r, &raw_len);
@@ -777,8 +784,8 @@ in_receive(struct http_req *r, void *arg)
 		count(s, "rate_limited");
 		snprintf(ra, sizeof(ra), "%d", retry_after);
 		http_reply_header(r, "Retry-After", ra);
-		http_reply_error(r, 429, "rate_limited", "source \"%s\" takes at most %g requests/s",
-		    slug, s->rate_per_sec);
+		http_reply_error(r, 429, "rate_limited",
+		    "source \"%s\" takes at most %g requests/s", slug, s->rate_per_sec);
 		goto out;
 	}
 	/* Verify over the raw bytes before anything trusts them. */
@@ -797,8 +804,8 @@ in_receive(struct http_req *r, void *arg)
 	nsecrets = source_live_secrets(s, vi.now, secrets, MAX_SECRETS);
 	vr = verify_check(s->verifier, &vi, secrets, nsecrets, why, sizeof(why));
 	if (vr != VERIFY_OK) {
-		static const char *const codes[] = { "ok", "missing_signature", "invalid_signature",
-			"stale_timestamp", "source_misconfigured" };
+		static const char *const codes[] = {"ok", "missing_signature", "invalid_signature",
+		    "stale_timestamp", "source_misconfigured"};
 
 		count(s, verify_result_name(vr));
 		log_msg(LOG_LEVEL_INFO, http_req_id(r), "ingest: %s: %s", slug, why);
@@ -810,7 +817,8 @@ in_receive(struct http_req *r, void *arg)
 		body = json_parse((const char *)raw, raw_len, why, sizeof(why));
 		if (body == NULL) {
 			count(s, "invalid_json");
-			http_reply_error(r, 400, "invalid_json", "the body is not valid JSON: %s", why);
+			http_reply_error(
+			    r, 400, "invalid_json", "the body is not valid JSON: %s", why);
 			goto out;
 		}
 	} else {
@@ -882,6 +890,6 @@ ingest_register(struct app *app)
 {
 	http_server_route(app->http, "POST", "/in/{slug}", 0, in_receive, app);
 	/* Seed 002's edge-function address for the same receiver. */
-	http_server_route(app->http, "POST", "/functions/v1/webhook-ingest/{slug}", 0, in_receive,
-	    app);
+	http_server_route(
+	    app->http, "POST", "/functions/v1/webhook-ingest/{slug}", 0, in_receive, app);
 }

@@ -58,8 +58,7 @@ has_nul(struct json_object *o)
 		}
 		return 0;
 	}
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 
@@ -129,7 +128,8 @@ json_parse(const char *buf, size_t len, char *err, size_t errlen)
 		char c = buf[used];
 
 		if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-			snprintf(err, errlen, "unexpected data after JSON value at offset %zu", used);
+			snprintf(
+			    err, errlen, "unexpected data after JSON value at offset %zu", used);
 			goto fail;
 		}
 	}
@@ -242,20 +242,17 @@ compact_value(struct jbuf *b, struct json_object *o)
 	char num[40];
 
 	switch (json_object_get_type(o)) {
-	case json_type_null:
-		jb_puts(b, "null");
-		break;
-	case json_type_boolean:
-		jb_puts(b, json_object_get_boolean(o) ? "true" : "false");
-		break;
+	case json_type_null: jb_puts(b, "null"); break;
+	case json_type_boolean: jb_puts(b, json_object_get_boolean(o) ? "true" : "false"); break;
 	case json_type_int: {
 		int64_t v = json_object_get_int64(o);
 
 		/* JavaScript reads integers as doubles: past 2^53 print what it would. */
 		if (v > (INT64_C(1) << 53) || v < -(INT64_C(1) << 53) ||
 		    (v == INT64_MAX && json_object_get_uint64(o) > (uint64_t)INT64_MAX))
-			json_format_number(v == INT64_MAX ? (double)json_object_get_uint64(o) : (double)v,
-			    num, sizeof(num));
+			json_format_number(
+			    v == INT64_MAX ? (double)json_object_get_uint64(o) : (double)v, num,
+			    sizeof(num));
 		else
 			snprintf(num, sizeof(num), "%lld", (long long)v);
 		jb_puts(b, num);
@@ -266,7 +263,8 @@ compact_value(struct jbuf *b, struct json_object *o)
 		jb_puts(b, num);
 		break;
 	case json_type_string:
-		json_buf_string(b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
+		json_buf_string(
+		    b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
 		break;
 	case json_type_array: {
 		size_t n = json_object_array_length(o);
@@ -305,7 +303,7 @@ compact_value(struct jbuf *b, struct json_object *o)
 char *
 json_compact(struct json_object *o, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct jbuf b = {0};
 
 	compact_value(&b, o);
 	if (len != NULL)
@@ -318,7 +316,8 @@ json_get_str(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -350,7 +349,8 @@ json_get_bool(struct json_object *o, const char *key, int *out)
 {
 	struct json_object *v;
 
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_boolean))
 		return -1;
 	*out = json_object_get_boolean(v);
 	return 0;
@@ -361,7 +361,8 @@ json_get_obj(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_object))
 		return NULL;
 	return v;
 }
@@ -371,7 +372,8 @@ json_get_arr(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_array))
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_array))
 		return NULL;
 	return v;
 }
@@ -452,7 +454,8 @@ json_path(struct json_object *o, const char *path)
 		if (json_object_is_type(o, json_type_array) && all_digits) {
 			size_t i = strtoul(seg, NULL, 10);
 
-			o = i < json_object_array_length(o) ? json_object_array_get_idx(o, i) : NULL;
+			o = i < json_object_array_length(o) ? json_object_array_get_idx(o, i)
+			                                    : NULL;
 		} else if (!is_index && json_object_is_type(o, json_type_object)) {
 			if (!json_object_object_get_ex(o, seg, &o))
 				return NULL;
@@ -488,17 +491,14 @@ json_scalar_text(struct json_object *o)
 	char num[40];
 
 	switch (json_object_get_type(o)) {
-	case json_type_string:
-		return xstrdup(json_object_get_string(o));
+	case json_type_string: return xstrdup(json_object_get_string(o));
 	case json_type_int:
 		snprintf(num, sizeof(num), "%lld", (long long)json_object_get_int64(o));
 		return xstrdup(num);
 	case json_type_double:
 		json_format_number(json_object_get_double(o), num, sizeof(num));
 		return xstrdup(num);
-	case json_type_boolean:
-		return xstrdup(json_object_get_boolean(o) ? "true" : "false");
-	default:
-		return NULL;
+	case json_type_boolean: return xstrdup(json_object_get_boolean(o) ? "true" : "false");
+	default: return NULL;
 	}
 }

@@ -30,8 +30,8 @@ keys_generate(char *out)
 
 	randombytes_buf(raw, sizeof(raw));
 	memcpy(out, "hk_", 3);
-	sodium_bin2base64(out + 3, KEYS_LEN + 1 - 3, raw, sizeof(raw),
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_bin2base64(
+	    out + 3, KEYS_LEN + 1 - 3, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof(raw));
 }
 
@@ -55,7 +55,8 @@ keys_valid_name(const char *name)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
-		int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		int alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 
 		if (!alnum && (i == 0 || strchr("_.@-", c) == NULL))
 			return 0;

@@ -44,7 +44,7 @@ struct db_listen {
 	struct listen_sub *subs;
 	struct listen_hook *hooks;
 	struct listen_cmd *cmds;
-	int busy; /* the head of cmds is in flight */
+	int busy;      /* the head of cmds is in flight */
 	int connected; /* every LISTEN is in place */
 	int in_cb;
 };

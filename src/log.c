@@ -11,7 +11,7 @@
 #include "hookd/log.h"
 
 static enum log_level log_level = LOG_LEVEL_INFO;
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void
 log_set_level(enum log_level level)
@@ -104,8 +104,9 @@ log_vmsg(enum log_level level, const char *req_id, const char *fmt, va_list ap)
 		    "{\"ts\":\"%s\",\"level\":\"%s\",\"req\":\"%s\",\"msg\":\"%s\"}\n", ts,
 		    level_names[level], req_id, esc);
 	else
-		n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n",
-		    ts, level_names[level], esc);
+		n = snprintf(line, sizeof(line),
+		    "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", ts, level_names[level],
+		    esc);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {
@@ -149,17 +150,10 @@ static void
 libevent_log_cb(int severity, const char *msg)
 {
 	switch (severity) {
-	case EVENT_LOG_DEBUG:
-		log_debug("libevent: %s", msg);
-		break;
-	case EVENT_LOG_MSG:
-		log_info("libevent: %s", msg);
-		break;
-	case EVENT_LOG_WARN:
-		log_warn("libevent: %s", msg);
-		break;
-	default:
-		log_error("libevent: %s", msg);
+	case EVENT_LOG_DEBUG: log_debug("libevent: %s", msg); break;
+	case EVENT_LOG_MSG: log_info("libevent: %s", msg); break;
+	case EVENT_LOG_WARN: log_warn("libevent: %s", msg); break;
+	default: log_error("libevent: %s", msg);
 	}
 }
 

@@ -40,8 +40,8 @@
 #include "hookd/subscriptions.h"
 #include "hookd/wheel.h"
 
-#define JANITOR_MS 1000
-#define DRAIN_POLL_MS 20
+#define JANITOR_MS      1000
+#define DRAIN_POLL_MS   20
 #define KEY_FLUSH_EVERY 30 /* janitor ticks */
 
 static struct app app_state;
@@ -54,17 +54,16 @@ static int verbose_flag;
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-	    "usage: hookd [-c FILE] [-n] [-v...] [-V] [-h]\n"
-	    "       hookd [-c FILE] migrate\n"
-	    "       hookd [-c FILE] keys create NAME | keys list | keys revoke NAME\n"
-	    "\n"
-	    "  -c FILE  configuration file (key = value); environment overrides it\n"
-	    "           (DATABASE_URL, HOOKD_<KEY>)\n"
-	    "  -n       check the configuration and exit\n"
-	    "  -v       more logging (repeatable)\n"
-	    "  -V       print the versions of hookd and its libraries\n"
-	    "  -h       this help\n");
+	fprintf(f, "usage: hookd [-c FILE] [-n] [-v...] [-V] [-h]\n"
+	           "       hookd [-c FILE] migrate\n"
+	           "       hookd [-c FILE] keys create NAME | keys list | keys revoke NAME\n"
+	           "\n"
+	           "  -c FILE  configuration file (key = value); environment overrides it\n"
+	           "           (DATABASE_URL, HOOKD_<KEY>)\n"
+	           "  -n       check the configuration and exit\n"
+	           "  -v       more logging (repeatable)\n"
+	           "  -V       print the versions of hookd and its libraries\n"
+	           "  -h       this help\n");
 }
 
 static void
@@ -92,7 +91,8 @@ raise_fd_limit(int64_t want)
 		return;
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || (int64_t)rl.rlim_cur < want + 64)
-		log_warn("open file limit is %llu; http_max_connections = %lld may not be reachable",
+		log_warn(
+		    "open file limit is %llu; http_max_connections = %lld may not be reachable",
 		    (unsigned long long)rl.rlim_cur, (long long)want);
 }
 
@@ -133,8 +133,8 @@ schema_cb(const struct db_result *r, void *arg)
 		const char *v = db_value(r->res[0], 0, 0);
 
 		app->schema_version = v ? atoi(v) : 0;
-	} else if (r->status == DB_ERR_SQL && (strcmp(r->sqlstate, "42P01") == 0 ||
-	                                          strcmp(r->sqlstate, "3F000") == 0)) {
+	} else if (r->status == DB_ERR_SQL &&
+	           (strcmp(r->sqlstate, "42P01") == 0 || strcmp(r->sqlstate, "3F000") == 0)) {
 		app->schema_version = 0;
 	}
 	if (app->schema_version >= 0 && app->schema_version < migrate_latest() &&
@@ -209,7 +209,8 @@ reload(struct app *app)
 	}
 	fixed = config_diff_fixed(&app->cfg, &nc);
 	if (fixed != NULL) {
-		log_warn("reload: %s changed; that takes a restart, the running values stay", fixed);
+		log_warn(
+		    "reload: %s changed; that takes a restart, the running values stay", fixed);
 		free(fixed);
 		config_keep_fixed(&nc, &app->cfg);
 	}
@@ -239,7 +240,8 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (now_mono_ms() >= drain_deadline_ms) {
-		log_warn("shutdown_timeout reached with %d request(s) and %d query group(s) in flight; exiting",
+		log_warn("shutdown_timeout reached with %d request(s) and %d query group(s) in "
+		         "flight; exiting",
 		    inflight, busy);
 		exit_status = 1;
 		event_base_loopexit(app->base, NULL);
@@ -250,10 +252,11 @@ static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
-	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
+	struct timeval tv = {0, DRAIN_POLL_MS * 1000};
 
 	if (sig == SIGHUP) {
-		log_info("SIGHUP: reloading %s", app->config_path ? app->config_path : "(environment)");
+		log_info(
+		    "SIGHUP: reloading %s", app->config_path ? app->config_path : "(environment)");
 		reload(app);
 		return;
 	}
@@ -304,8 +307,8 @@ load_master_key(struct app *app)
 			log_warn("cannot create %s: %s", dir, strerror(errno));
 		free(dir);
 	}
-	if (seal_key_load(path, getenv("HOOKD_MASTER_KEY"), app->master_key, 1, err,
-	        sizeof(err)) != 0) {
+	if (seal_key_load(path, getenv("HOOKD_MASTER_KEY"), app->master_key, 1, err, sizeof(err)) !=
+	    0) {
 		log_error("master key: %s", err);
 		return -1;
 	}
@@ -331,7 +334,7 @@ run(struct app *app)
 {
 	struct db_options opt;
 	struct http_limits lim;
-	struct timeval jt = { JANITOR_MS / 1000, 0 };
+	struct timeval jt = {JANITOR_MS / 1000, 0};
 	char err[256], host[48];
 
 	app->base = event_base_new();
@@ -413,7 +416,7 @@ run(struct app *app)
 static void
 teardown(struct app *app)
 {
-	struct event **evs[] = { &ev_hup, &ev_term, &ev_int, &ev_janitor, &ev_drain };
+	struct event **evs[] = {&ev_hup, &ev_term, &ev_int, &ev_janitor, &ev_drain};
 
 	for (size_t i = 0; i < ARRAY_SIZE(evs); i++) {
 		if (*evs[i] != NULL) {
@@ -459,24 +462,12 @@ main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "+c:nvVh")) != -1) {
 		switch (opt) {
-		case 'c':
-			app->config_path = optarg;
-			break;
-		case 'n':
-			check_only = 1;
-			break;
-		case 'v':
-			verbose++;
-			break;
-		case 'V':
-			versions();
-			return 0;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		case 'c': app->config_path = optarg; break;
+		case 'n': check_only = 1; break;
+		case 'v': verbose++; break;
+		case 'V': versions(); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
 		}
 	}
 	if (sodium_init() < 0) {

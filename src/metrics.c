@@ -21,8 +21,8 @@ enum metric_type {
 struct series {
 	struct series *next;
 	char *values[MAX_LABELS];
-	double value;     /* counter/gauge value, histogram sum */
-	double *buckets;  /* histogram: count per bound, plus +Inf last */
+	double value;    /* counter/gauge value, histogram sum */
+	double *buckets; /* histogram: count per bound, plus +Inf last */
 	unsigned long long count;
 };
 
@@ -46,8 +46,8 @@ struct collector {
 static struct metric *families, **families_tail = &families;
 static struct collector *collectors;
 
-const double metrics_latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-	0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+const double metrics_latency_buckets[] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 const int metrics_latency_nbuckets = (int)ARRAY_SIZE(metrics_latency_buckets);
 
 static struct metric *
@@ -84,8 +84,8 @@ metric_gauge(const char *name, const char *help, const char *labels)
 }
 
 struct metric *
-metric_histogram(const char *name, const char *help, const char *labels, const double *bounds,
-    int nbounds)
+metric_histogram(
+    const char *name, const char *help, const char *labels, const double *bounds, int nbounds)
 {
 	struct metric *m = family_new(METRIC_HISTOGRAM, name, help, labels);
 
@@ -192,8 +192,7 @@ struct out {
 	size_t len, cap;
 };
 
-static void
-out_printf(struct out *o, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void out_printf(struct out *o, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 static void
 out_printf(struct out *o, const char *fmt, ...)
@@ -251,15 +250,15 @@ out_number(struct out *o, double v)
 char *
 metrics_render(size_t *len)
 {
-	static const char *const types[] = { "counter", "gauge", "histogram" };
-	struct out o = { xmalloc(4096), 0, 4096 };
+	static const char *const types[] = {"counter", "gauge", "histogram"};
+	struct out o = {xmalloc(4096), 0, 4096};
 
 	o.p[0] = '\0';
 	for (struct collector *c = collectors; c != NULL; c = c->next)
 		c->cb(c->arg);
 	for (struct metric *m = families; m != NULL; m = m->next) {
-		out_printf(&o, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-		    types[m->type]);
+		out_printf(
+		    &o, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, types[m->type]);
 		for (struct series *s = m->series; s != NULL; s = s->next) {
 			if (m->type != METRIC_HISTOGRAM) {
 				out_printf(&o, "%s", m->name);

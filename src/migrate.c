@@ -33,15 +33,15 @@ static const char bootstrap_sql[] = "CREATE SCHEMA IF NOT EXISTS hookd; "
 
 enum migrate_step {
 	MIGRATE_CONNECTING, /* waiting for the connection */
-	MIGRATE_LOCK, /* SELECT pg_advisory_lock(key) */
-	MIGRATE_BOOTSTRAP, /* the schema and hookd.schema_migrations */
-	MIGRATE_READ, /* the versions applied so far */
-	MIGRATE_APPLY, /* BEGIN; and the migration's SQL */
-	MIGRATE_RECORD, /* INSERT INTO hookd.schema_migrations */
-	MIGRATE_COMMIT, /* COMMIT */
-	MIGRATE_ROLLBACK, /* after a failure inside a migration */
-	MIGRATE_UNLOCK, /* SELECT pg_advisory_unlock(key) */
-	MIGRATE_DONE, /* closed; the callback is deferred to the loop */
+	MIGRATE_LOCK,       /* SELECT pg_advisory_lock(key) */
+	MIGRATE_BOOTSTRAP,  /* the schema and hookd.schema_migrations */
+	MIGRATE_READ,       /* the versions applied so far */
+	MIGRATE_APPLY,      /* BEGIN; and the migration's SQL */
+	MIGRATE_RECORD,     /* INSERT INTO hookd.schema_migrations */
+	MIGRATE_COMMIT,     /* COMMIT */
+	MIGRATE_ROLLBACK,   /* after a failure inside a migration */
+	MIGRATE_UNLOCK,     /* SELECT pg_advisory_unlock(key) */
+	MIGRATE_DONE,       /* closed; the callback is deferred to the loop */
 };
 
 struct migrate {
@@ -52,10 +52,10 @@ struct migrate {
 	void *arg;
 	int cancelled;
 	char *applied; /* per migrations[] index: already in the database */
-	int current; /* index in migrations[] being applied, -1 for none */
-	int version; /* highest version in the database */
+	int current;   /* index in migrations[] being applied, -1 for none */
+	int version;   /* highest version in the database */
 	int rc;
-	char *err; /* the failure to report */
+	char *err;     /* the failure to report */
 	char *cmd_err; /* the first error of the command in flight */
 };
 

@@ -17,21 +17,21 @@ static const struct {
 	int bits;
 	enum netguard_class cls;
 } v4_ranges[] = {
-	{ 0x00000000, 8, NETGUARD_UNSPECIFIED }, /* 0.0.0.0/8 "this network" */
-	{ 0x0a000000, 8, NETGUARD_PRIVATE },     /* 10.0.0.0/8 */
-	{ 0x64400000, 10, NETGUARD_PRIVATE },    /* 100.64.0.0/10 carrier-grade NAT */
-	{ 0x7f000000, 8, NETGUARD_LOOPBACK },    /* 127.0.0.0/8 */
-	{ 0xa9fe0000, 16, NETGUARD_LINK_LOCAL }, /* 169.254.0.0/16, cloud metadata */
-	{ 0xac100000, 12, NETGUARD_PRIVATE },    /* 172.16.0.0/12 */
-	{ 0xc0000000, 24, NETGUARD_RESERVED },   /* 192.0.0.0/24 IETF protocol assignments */
-	{ 0xc0000200, 24, NETGUARD_RESERVED },   /* 192.0.2.0/24 TEST-NET-1 */
-	{ 0xc0586300, 24, NETGUARD_RESERVED },   /* 192.88.99.0/24 former 6to4 relay anycast */
-	{ 0xc0a80000, 16, NETGUARD_PRIVATE },    /* 192.168.0.0/16 */
-	{ 0xc6120000, 15, NETGUARD_RESERVED },   /* 198.18.0.0/15 benchmarking */
-	{ 0xc6336400, 24, NETGUARD_RESERVED },   /* 198.51.100.0/24 TEST-NET-2 */
-	{ 0xcb007100, 24, NETGUARD_RESERVED },   /* 203.0.113.0/24 TEST-NET-3 */
-	{ 0xe0000000, 4, NETGUARD_MULTICAST },   /* 224.0.0.0/4 */
-	{ 0xf0000000, 4, NETGUARD_RESERVED },    /* 240.0.0.0/4 and 255.255.255.255 */
+    {0x00000000, 8, NETGUARD_UNSPECIFIED}, /* 0.0.0.0/8 "this network" */
+    {0x0a000000, 8, NETGUARD_PRIVATE},     /* 10.0.0.0/8 */
+    {0x64400000, 10, NETGUARD_PRIVATE},    /* 100.64.0.0/10 carrier-grade NAT */
+    {0x7f000000, 8, NETGUARD_LOOPBACK},    /* 127.0.0.0/8 */
+    {0xa9fe0000, 16, NETGUARD_LINK_LOCAL}, /* 169.254.0.0/16, cloud metadata */
+    {0xac100000, 12, NETGUARD_PRIVATE},    /* 172.16.0.0/12 */
+    {0xc0000000, 24, NETGUARD_RESERVED},   /* 192.0.0.0/24 IETF protocol assignments */
+    {0xc0000200, 24, NETGUARD_RESERVED},   /* 192.0.2.0/24 TEST-NET-1 */
+    {0xc0586300, 24, NETGUARD_RESERVED},   /* 192.88.99.0/24 former 6to4 relay anycast */
+    {0xc0a80000, 16, NETGUARD_PRIVATE},    /* 192.168.0.0/16 */
+    {0xc6120000, 15, NETGUARD_RESERVED},   /* 198.18.0.0/15 benchmarking */
+    {0xc6336400, 24, NETGUARD_RESERVED},   /* 198.51.100.0/24 TEST-NET-2 */
+    {0xcb007100, 24, NETGUARD_RESERVED},   /* 203.0.113.0/24 TEST-NET-3 */
+    {0xe0000000, 4, NETGUARD_MULTICAST},   /* 224.0.0.0/4 */
+    {0xf0000000, 4, NETGUARD_RESERVED},    /* 240.0.0.0/4 and 255.255.255.255 */
 };
 
 /* IPv6 blocks checked after the embedded-IPv4 forms; only the leading bytes are listed. */
@@ -40,21 +40,21 @@ static const struct {
 	int bits;
 	enum netguard_class cls;
 } v6_ranges[] = {
-	{ { 0x00, 0x64, 0xff, 0x9b, 0x00, 0x01 }, 48, NETGUARD_RESERVED }, /* local-use NAT64 */
-	{ { 0x01, 0x00 }, 64, NETGUARD_RESERVED },                         /* 100::/64 discard */
-	{ { 0x20, 0x01, 0x00, 0x02, 0x00, 0x00 }, 48, NETGUARD_RESERVED }, /* benchmarking */
-	{ { 0x20, 0x01, 0x00, 0x10 }, 28, NETGUARD_RESERVED },             /* ORCHID */
-	{ { 0x20, 0x01, 0x00, 0x20 }, 28, NETGUARD_RESERVED },             /* ORCHIDv2 */
-	{ { 0x20, 0x01, 0x0d, 0xb8 }, 32, NETGUARD_RESERVED },             /* documentation */
-	{ { 0x3f, 0xff, 0x00 }, 20, NETGUARD_RESERVED },                   /* documentation */
-	{ { 0x5f, 0x00 }, 16, NETGUARD_RESERVED },                         /* SRv6 SIDs */
-	{ { 0xfc }, 7, NETGUARD_PRIVATE },                                 /* unique local */
-	{ { 0xfe, 0x80 }, 10, NETGUARD_LINK_LOCAL },                       /* link-local */
-	{ { 0xfe, 0xc0 }, 10, NETGUARD_PRIVATE },                          /* site-local (old) */
-	{ { 0xff }, 8, NETGUARD_MULTICAST },                               /* multicast */
+    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48, NETGUARD_RESERVED}, /* local-use NAT64 */
+    {{0x01, 0x00}, 64, NETGUARD_RESERVED},                         /* 100::/64 discard */
+    {{0x20, 0x01, 0x00, 0x02, 0x00, 0x00}, 48, NETGUARD_RESERVED}, /* benchmarking */
+    {{0x20, 0x01, 0x00, 0x10}, 28, NETGUARD_RESERVED},             /* ORCHID */
+    {{0x20, 0x01, 0x00, 0x20}, 28, NETGUARD_RESERVED},             /* ORCHIDv2 */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32, NETGUARD_RESERVED},             /* documentation */
+    {{0x3f, 0xff, 0x00}, 20, NETGUARD_RESERVED},                   /* documentation */
+    {{0x5f, 0x00}, 16, NETGUARD_RESERVED},                         /* SRv6 SIDs */
+    {{0xfc}, 7, NETGUARD_PRIVATE},                                 /* unique local */
+    {{0xfe, 0x80}, 10, NETGUARD_LINK_LOCAL},                       /* link-local */
+    {{0xfe, 0xc0}, 10, NETGUARD_PRIVATE},                          /* site-local (old) */
+    {{0xff}, 8, NETGUARD_MULTICAST},                               /* multicast */
 };
 
-static const unsigned char mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* 1 when the first bits of a and b agree. */
 static int
@@ -77,8 +77,9 @@ clear_host_bits(unsigned char *a, int nbytes, int bits)
 
 	for (int i = 0; i < nbytes; i++) {
 		int keep = bits - i * 8;
-		unsigned char mask = keep >= 8 ? 0xff :
-		    keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
+		unsigned char mask = keep >= 8   ? 0xff
+		                     : keep <= 0 ? 0
+		                                 : (unsigned char)(0xff << (8 - keep));
 
 		if (a[i] & ~mask)
 			dirty = 1;
@@ -336,8 +337,8 @@ static enum netguard_class
 classify_v6(const unsigned char a[16], unsigned char embedded[4], int *has_embedded)
 {
 	static const unsigned char zero[16];
-	static const unsigned char translated[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
-	static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
+	static const unsigned char translated[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
+	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
 	unsigned char v4[4];
 	enum netguard_class cls;
 
@@ -372,7 +373,7 @@ classify_v6(const unsigned char a[16], unsigned char embedded[4], int *has_embed
 		return cls;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(v6_ranges); i++) {
-		unsigned char net[16] = { 0 };
+		unsigned char net[16] = {0};
 
 		memcpy(net, v6_ranges[i].prefix, sizeof(v6_ranges[i].prefix));
 		if (prefix_match(a, net, v6_ranges[i].bits))
@@ -398,29 +399,22 @@ const char *
 netguard_class_name(enum netguard_class c)
 {
 	switch (c) {
-	case NETGUARD_PUBLIC:
-		return "public";
-	case NETGUARD_LOOPBACK:
-		return "loopback";
-	case NETGUARD_PRIVATE:
-		return "private";
-	case NETGUARD_LINK_LOCAL:
-		return "link-local";
-	case NETGUARD_MULTICAST:
-		return "multicast";
-	case NETGUARD_UNSPECIFIED:
-		return "unspecified";
-	case NETGUARD_RESERVED:
-		return "reserved";
+	case NETGUARD_PUBLIC: return "public";
+	case NETGUARD_LOOPBACK: return "loopback";
+	case NETGUARD_PRIVATE: return "private";
+	case NETGUARD_LINK_LOCAL: return "link-local";
+	case NETGUARD_MULTICAST: return "multicast";
+	case NETGUARD_UNSPECIFIED: return "unspecified";
+	case NETGUARD_RESERVED: return "reserved";
 	}
 	return "unknown";
 }
 
 int
-netguard_check(const struct sockaddr *sa, const struct cidr *allow, int nallow, char *why,
-    size_t whylen)
+netguard_check(
+    const struct sockaddr *sa, const struct cidr *allow, int nallow, char *why, size_t whylen)
 {
-	static const unsigned char metadata[4] = { 169, 254, 169, 254 };
+	static const unsigned char metadata[4] = {169, 254, 169, 254};
 	char text[INET6_ADDRSTRLEN], inner[INET_ADDRSTRLEN], what[INET6_ADDRSTRLEN + 48];
 	unsigned char a[16], embedded[4];
 	enum netguard_class cls;
@@ -428,8 +422,8 @@ netguard_check(const struct sockaddr *sa, const struct cidr *allow, int nallow, 
 	const char *name, *article, *note = "";
 
 	if (sockaddr_bytes(sa, a) != 0) {
-		snprintf(why, whylen, "address family %d is not IPv4 or IPv6",
-		    sa ? sa->sa_family : -1);
+		snprintf(
+		    why, whylen, "address family %d is not IPv4 or IPv6", sa ? sa->sa_family : -1);
 		return -1;
 	}
 	cls = classify_v6(a, embedded, &has_embedded);
@@ -522,8 +516,8 @@ check_hostname(const char *h, char *why, size_t whylen)
 	for (last = h + len; last > h && last[-1] != '.'; last--)
 		;
 	if (numeric_label(last, (size_t)(h + len - last))) {
-		snprintf(why, whylen,
-		    "numeric host \"%.64s\" is not a dotted-quad IPv4 address", h);
+		snprintf(
+		    why, whylen, "numeric host \"%.64s\" is not a dotted-quad IPv4 address", h);
 		return -1;
 	}
 	return 0;
@@ -549,8 +543,8 @@ target_url_parse(const char *url, struct target_url *out, char *why, size_t whyl
 			return -1;
 		}
 		if (ch >= 0x80) {
-			snprintf(why, whylen,
-			    "URL contains non-ASCII characters; percent-encode them");
+			snprintf(
+			    why, whylen, "URL contains non-ASCII characters; percent-encode them");
 			return -1;
 		}
 		if (ch == '\\') {
@@ -562,7 +556,7 @@ target_url_parse(const char *url, struct target_url *out, char *why, size_t whyl
 	p = strchr(url, ':');
 	slen = p ? (size_t)(p - url) : 0;
 	if (p == NULL || !((slen == 4 && strncasecmp(url, "http", 4) == 0) ||
-	                      (slen == 5 && strncasecmp(url, "https", 5) == 0))) {
+	                     (slen == 5 && strncasecmp(url, "https", 5) == 0))) {
 		snprintf(why, whylen, "URL scheme must be http or https");
 		return -1;
 	}
@@ -667,7 +661,7 @@ char *
 target_url_host_header(const struct target_url *u)
 {
 	int dflt = (strcmp(u->scheme, "https") == 0 && u->port == 443) ||
-	    (strcmp(u->scheme, "http") == 0 && u->port == 80);
+	           (strcmp(u->scheme, "http") == 0 && u->port == 80);
 	int v6 = strchr(u->host, ':') != NULL;
 
 	if (dflt)

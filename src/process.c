@@ -34,8 +34,8 @@
  * retries, takeovers, missed wakes).
  */
 
-#define WAKE_GRANULE_MS 10 /* retry wakes due within this share one timer */
-#define MAX_WAKES 256 /* beyond this many distinct wake times, the poll takes over */
+#define WAKE_GRANULE_MS 10  /* retry wakes due within this share one timer */
+#define MAX_WAKES       256 /* beyond this many distinct wake times, the poll takes over */
 
 /* Lease due events (with their source's handler as it is now) for this process. */
 static const char lease_sql[] =
@@ -70,12 +70,12 @@ static const char release_sql[] =
     " WHERE id = $1 AND leased_by = $2 AND status = 'processing'";
 
 enum pev_state {
-	PEV_QUEUED, /* leased, waiting for a handler slot */
-	PEV_RUNNING, /* its handler group is in flight */
+	PEV_QUEUED,    /* leased, waiting for a handler slot */
+	PEV_RUNNING,   /* its handler group is in flight */
 	PEV_RECORDING, /* the handler group failed as a whole: recording the failed attempt */
-	PEV_SETTLING, /* no handler can run it: being failed or sent back to review */
+	PEV_SETTLING,  /* no handler can run it: being failed or sent back to review */
 	PEV_RELEASING, /* draining: being handed back unstarted */
-	PEV_DONE, /* finished; freed right after the transition */
+	PEV_DONE,      /* finished; freed right after the transition */
 };
 
 /* One leased event. */
@@ -86,7 +86,7 @@ struct pev {
 	struct db_req *req; /* the group in flight, if any */
 	char id[37];
 	char source_id[37];
-	char *slug; /* NULL: the source no longer exists */
+	char *slug;         /* NULL: the source no longer exists */
 	char *handler_json; /* the source's handler config at lease time */
 };
 TAILQ_HEAD(pev_list, pev);
@@ -106,11 +106,11 @@ struct process {
 	struct pev_list active; /* every other live state: a group in flight */
 	int nqueued, nactive;
 	struct db_req *leasing; /* the lease statement in flight */
-	int want; /* events asked for by that lease */
-	int again; /* lease again as soon as there is room */
-	int lease_failing; /* the last lease failed (log once per streak) */
+	int want;               /* events asked for by that lease */
+	int again;              /* lease again as soon as there is room */
+	int lease_failing;      /* the last lease failed (log once per streak) */
 	struct event *poll;
-	int64_t poll_ms; /* the interval the poll timer runs at */
+	int64_t poll_ms;        /* the interval the poll timer runs at */
 	struct wake_list wakes; /* pending */
 	struct wake_list spare;
 	int nwakes;

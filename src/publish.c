@@ -16,30 +16,31 @@
 #include "hookd/util.h"
 
 #define LIST_DEFAULT 50
-#define LIST_MAX 500
+#define LIST_MAX     500
 
 /* A timestamptz as ISO 8601 UTC with milliseconds, as time_iso8601() writes it. */
 #define ISO(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 /* hookd.publish (schema/004_outbound.sql) does the work; one row comes back. */
-static const char publish_sql[] =
-    "SELECT p.message_id, p.created, p.deliveries, " ISO("p.created_at")
-    " FROM hookd.publish($1, $2, $3::json, $4, $5, $6, $7, $8, $9::uuid) p";
+static const char publish_sql[] = "SELECT p.message_id, p.created, p.deliveries, " ISO(
+    "p.created_at") " FROM hookd.publish($1, $2, $3::json, $4, $5, $6, $7, $8, $9::uuid) p";
 
 /* The original's event type, for the reply to a repeat (same transaction, so visible). */
 static const char event_type_sql[] = "SELECT event_type FROM hookd.messages WHERE id = $1";
 
 /* One message as the API shows it, with its deliveries counted by status. */
-#define MESSAGE_JSON                                                                         \
-	"json_build_object('id', m.id, 'event', m.event_type, 'origin', m.origin,"             \
-	" 'origin_id', m.origin_id, 'table_schema', m.table_schema,"                          \
-	" 'table_name', m.table_name, 'op', m.op, 'created_at', " ISO("m.created_at") ","     \
-	" 'data', m.data, 'delivery_counts', (SELECT json_build_object('total', count(*),"    \
-	"   'pending', count(*) FILTER (WHERE d.status = 'pending'),"                        \
-	"   'succeeded', count(*) FILTER (WHERE d.status = 'succeeded'),"                    \
-	"   'failed', count(*) FILTER (WHERE d.status = 'failed'),"                          \
-	"   'dead', count(*) FILTER (WHERE d.status = 'dead'))"                              \
-	"   FROM hookd.deliveries d WHERE d.message_id = m.id))::text"
+#define MESSAGE_JSON                                                                               \
+	"json_build_object('id', m.id, 'event', m.event_type, 'origin', m.origin,"                 \
+	" 'origin_id', m.origin_id, 'table_schema', m.table_schema,"                               \
+	" 'table_name', m.table_name, 'op', m.op, 'created_at', " ISO(                             \
+	    "m.created_at") ","                                                                    \
+	                    " 'data', m.data, 'delivery_counts', (SELECT "                         \
+	                    "json_build_object('total', count(*),"                                 \
+	                    "   'pending', count(*) FILTER (WHERE d.status = 'pending'),"          \
+	                    "   'succeeded', count(*) FILTER (WHERE d.status = 'succeeded'),"      \
+	                    "   'failed', count(*) FILTER (WHERE d.status = 'failed'),"            \
+	                    "   'dead', count(*) FILTER (WHERE d.status = 'dead'))"                \
+	                    "   FROM hookd.deliveries d WHERE d.message_id = m.id))::text"
 
 /* Newest first, keyset pagination on (created_at, id); ?event= takes a pattern. */
 static const char list_sql[] =
@@ -55,23 +56,35 @@ static const char get_sql[] =
     " (SELECT coalesce(json_agg(json_build_object('id', d.id,"
     "   'subscription_id', d.subscription_id, 'subscription_name', s.name,"
     "   'status', d.status, 'attempts', d.attempts,"
-    "   'next_attempt_at', " ISO("d.next_attempt_at") ", 'last_status', d.last_status,"
-    "   'last_error', d.last_error, 'last_duration_ms', d.last_duration_ms,"
-    "   'created_at', " ISO("d.created_at") ", 'updated_at', " ISO("d.updated_at") ","
-    "   'completed_at', " ISO("d.completed_at") ") ORDER BY d.created_at, d.id), '[]')"
-    "   FROM hookd.deliveries d LEFT JOIN hookd.subscriptions s ON s.id = d.subscription_id"
-    "   WHERE d.message_id = m.id)::text"
-    " FROM hookd.messages m WHERE m.id = $1";
+    "   'next_attempt_at', " ISO(
+        "d.next_attempt_at") ", 'last_status', d.last_status,"
+                             "   'last_error', d.last_error, 'last_duration_ms', "
+                             "d.last_duration_ms,"
+                             "   'created_at', " ISO("d.created_at") ", 'updated_at', " ISO(
+                                 "d.updated_at") ","
+                                                 "   'completed_at', " ISO(
+                                                     "d.completed_at") ") ORDER BY d.created_at, "
+                                                                       "d.id), '[]')"
+                                                                       "   FROM hookd.deliveries d "
+                                                                       "LEFT JOIN "
+                                                                       "hookd.subscriptions s ON "
+                                                                       "s.id = d.subscription_id"
+                                                                       "   WHERE d.message_id = "
+                                                                       "m.id)::text"
+                                                                       " FROM hookd.messages m "
+                                                                       "WHERE m.id = $1";
 
 /* Seen types (hookd.event_types) and declared ones ($1, a JSON array), merged by name. */
 static const char types_sql[] =
     "SELECT json_build_object('name', coalesce(t.name, d.name), 'description', t.description,"
     " 'declared', d.name IS NOT NULL OR coalesce(t.declared, false),"
-    " 'first_seen', " ISO("t.first_seen") ", 'last_seen', " ISO("t.last_seen") ")::text"
-    " FROM hookd.event_types t"
-    " FULL JOIN (SELECT DISTINCT x AS name FROM jsonb_array_elements_text($1::jsonb) x) d"
-    "   ON d.name = t.name"
-    " ORDER BY coalesce(t.name, d.name)";
+    " 'first_seen', " ISO("t.first_seen") ", 'last_seen', " ISO(
+        "t.last_seen") ")::text"
+                       " FROM hookd.event_types t"
+                       " FULL JOIN (SELECT DISTINCT x AS name FROM "
+                       "jsonb_array_elements_text($1::jsonb) x) d"
+                       "   ON d.name = t.name"
+                       " ORDER BY coalesce(t.name, d.name)";
 
 /*
  * What runs after a commit that made deliveries (the lead wires deliver_kick). One process
@@ -367,8 +380,8 @@ listed_cb(const struct db_result *res, void *arg)
 	o = json_object_new_object();
 	json_set_obj(o, "data", data);
 	/* Pass as "before" for the next page; null on the last one. */
-	json_set_str(o, "next_before",
-	    n == c->limit && n > 0 ? db_value(res->res[0], n - 1, 1) : NULL);
+	json_set_str(
+	    o, "next_before", n == c->limit && n > 0 ? db_value(res->res[0], n - 1, 1) : NULL);
 	http_reply_json(c->req, 200, o);
 out:
 	free(c);
@@ -386,8 +399,8 @@ list_events(struct http_req *r, void *arg)
 	int64_t n = LIST_DEFAULT;
 
 	if (limit != NULL && parse_int64(limit, 1, LIST_MAX, &n) != 0) {
-		http_reply_error(r, 400, "bad_request", "limit must be a whole number from 1 to %d",
-		    LIST_MAX);
+		http_reply_error(
+		    r, 400, "bad_request", "limit must be a whole number from 1 to %d", LIST_MAX);
 		return;
 	}
 	if (before != NULL && !publish_message_id_valid(before)) {

@@ -9,9 +9,9 @@
 #define MAX_SEGMENTS 16
 
 struct segment {
-	char *text;   /* literal text, or the parameter name */
-	int param;    /* 1: "{name}" */
-	int rest;     /* 1: "{name*}", matches the remainder */
+	char *text; /* literal text, or the parameter name */
+	int param;  /* 1: "{name}" */
+	int rest;   /* 1: "{name*}", matches the remainder */
 };
 
 struct route {
@@ -49,10 +49,9 @@ router_free(struct router *r)
 }
 
 int
-router_add(struct router *r, const char *method, const char *pattern, void *handler,
-    unsigned flags)
+router_add(struct router *r, const char *method, const char *pattern, void *handler, unsigned flags)
 {
-	struct route rt = { 0 };
+	struct route rt = {0};
 	const char *p = pattern;
 	int nparams = 0;
 
@@ -183,7 +182,8 @@ match_route(const struct route *rt, int n, const char **seg, const size_t *segle
 			return 1;
 		if (i >= n)
 			return 0;
-		if (!s->param && (strlen(s->text) != seglen[i] || memcmp(s->text, seg[i], seglen[i]) != 0))
+		if (!s->param &&
+		    (strlen(s->text) != seglen[i] || memcmp(s->text, seg[i], seglen[i]) != 0))
 			return 0;
 	}
 	return i == n;

@@ -26,8 +26,8 @@ seal_encrypt(const unsigned char key[SEAL_KEY_BYTES], const char *plaintext)
 	char *out;
 
 	randombytes_buf(box, crypto_secretbox_NONCEBYTES);
-	crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES, (const unsigned char *)plaintext,
-	    plen, box, key);
+	crypto_secretbox_easy(
+	    box + crypto_secretbox_NONCEBYTES, (const unsigned char *)plaintext, plen, box, key);
 	out = base64_encode(box, blen);
 	free(box);
 	return out;
@@ -51,8 +51,8 @@ seal_decrypt(const unsigned char key[SEAL_KEY_BYTES], const char *sealed)
 		goto fail;
 	clen = (size_t)n - crypto_secretbox_NONCEBYTES;
 	plain = xmalloc(clen - crypto_secretbox_MACBYTES + 1);
-	if (crypto_secretbox_open_easy((unsigned char *)plain, box + crypto_secretbox_NONCEBYTES,
-	        clen, box, key) != 0)
+	if (crypto_secretbox_open_easy(
+	        (unsigned char *)plain, box + crypto_secretbox_NONCEBYTES, clen, box, key) != 0)
 		goto fail;
 	plain[clen - crypto_secretbox_MACBYTES] = '\0';
 	if (strlen(plain) != clen - crypto_secretbox_MACBYTES)
@@ -194,8 +194,9 @@ static void
 sync_parent_dir(const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir = slash == NULL ? xstrdup(".") :
-	    slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path));
+	char *dir = slash == NULL   ? xstrdup(".")
+	            : slash == path ? xstrdup("/")
+	                            : xstrndup(path, (size_t)(slash - path));
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd >= 0) {
@@ -220,8 +221,10 @@ create_key_file(const char *path, unsigned char key[SEAL_KEY_BYTES], char *err, 
 	fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT | O_EXCL, mode 0600 */
 	if (fd < 0) {
 		if (errno == ENOENT)
-			snprintf(err, errlen, "cannot create master key file %s: its directory "
-			    "does not exist", path);
+			snprintf(err, errlen,
+			    "cannot create master key file %s: its directory "
+			    "does not exist",
+			    path);
 		else
 			snprintf(err, errlen, "cannot create master key file %s: %s", path,
 			    strerror(errno));
@@ -232,14 +235,12 @@ create_key_file(const char *path, unsigned char key[SEAL_KEY_BYTES], char *err, 
 	b64 = base64_encode(raw, sizeof(raw));
 	text = xasprintf("%s\n", b64);
 	if (fchmod(fd, 0600) != 0 || write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0) {
-		snprintf(err, errlen, "cannot write master key file %s: %s", path,
-		    strerror(errno));
+		snprintf(err, errlen, "cannot write master key file %s: %s", path, strerror(errno));
 		close(fd);
 		goto out;
 	}
 	if (close(fd) != 0) {
-		snprintf(err, errlen, "cannot write master key file %s: %s", path,
-		    strerror(errno));
+		snprintf(err, errlen, "cannot write master key file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	/* link() publishes the complete file or fails with EEXIST: one key wins. */
@@ -267,8 +268,8 @@ out:
 }
 
 int
-seal_key_load(const char *path, const char *env_b64, unsigned char key[SEAL_KEY_BYTES],
-    int create, char *err, size_t errlen)
+seal_key_load(const char *path, const char *env_b64, unsigned char key[SEAL_KEY_BYTES], int create,
+    char *err, size_t errlen)
 {
 	int rc;
 
@@ -297,7 +298,9 @@ seal_key_load(const char *path, const char *env_b64, unsigned char key[SEAL_KEY_
 		if (rc != -2)
 			return rc;
 	}
-	snprintf(err, errlen, "master key file %s can be neither read nor created "
-	    "(a dangling symbolic link?)", path);
+	snprintf(err, errlen,
+	    "master key file %s can be neither read nor created "
+	    "(a dangling symbolic link?)",
+	    path);
 	return -1;
 }

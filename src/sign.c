@@ -13,17 +13,17 @@
 #include "hookd/sign.h"
 
 #define SECRET_PREFIX "whsec_"
-#define SECRET_BYTES 32
+#define SECRET_BYTES  32
 /* "v1," + base64 of 32 bytes + a separating space. */
-#define SIG_TEXT_MAX (3 + 44 + 1)
+#define SIG_TEXT_MAX  (3 + 44 + 1)
 
 static const struct {
 	unsigned flag;
 	const char *name;
 } set_names[] = {
-	{ SIGN_STANDARD, "standard" },
-	{ SIGN_OMNISALES, "omnisales" },
-	{ SIGN_FLUXBASE, "fluxbase" },
+    {SIGN_STANDARD, "standard"},
+    {SIGN_OMNISALES, "omnisales"},
+    {SIGN_FLUXBASE, "fluxbase"},
 };
 
 char *
@@ -46,16 +46,16 @@ sign_secret_generate(void)
  * or also unpadded when allow_unpadded. Returns 0 or -1.
  */
 static int
-decode_standard_b64(const char *in, size_t inlen, unsigned char *out, size_t outmax,
-    size_t *outlen, int allow_unpadded)
+decode_standard_b64(const char *in, size_t inlen, unsigned char *out, size_t outmax, size_t *outlen,
+    int allow_unpadded)
 {
-	if (sodium_base642bin(out, outmax, in, inlen, NULL, outlen, NULL,
-	        sodium_base64_VARIANT_ORIGINAL) == 0)
+	if (sodium_base642bin(
+	        out, outmax, in, inlen, NULL, outlen, NULL, sodium_base64_VARIANT_ORIGINAL) == 0)
 		return 0;
 	if (!allow_unpadded)
 		return -1;
-	return sodium_base642bin(out, outmax, in, inlen, NULL, outlen, NULL,
-	    sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	return sodium_base642bin(
+	    out, outmax, in, inlen, NULL, outlen, NULL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
 }
 
 int
@@ -95,8 +95,8 @@ sign_secret_key(const char *secret, unsigned char *key, size_t *keylen)
 
 /* HMAC-SHA256 of "{id}.{timestamp}.{body}" under one secret's key. */
 static int
-standard_mac(const char *secret, const char *msg_id, const char *ts, const char *body,
-    size_t len, unsigned char mac[crypto_auth_hmacsha256_BYTES])
+standard_mac(const char *secret, const char *msg_id, const char *ts, const char *body, size_t len,
+    unsigned char mac[crypto_auth_hmacsha256_BYTES])
 {
 	crypto_auth_hmacsha256_state st;
 	unsigned char key[SIGN_KEY_MAX];
@@ -136,8 +136,8 @@ sign_standard(const char *msg_id, int64_t timestamp, const char *body, size_t le
 
 		if (standard_mac(secrets[i], msg_id, ts, body, len, mac) != 0)
 			goto fail;
-		sodium_bin2base64(b64, sizeof(b64), mac, sizeof(mac),
-		    sodium_base64_VARIANT_ORIGINAL);
+		sodium_bin2base64(
+		    b64, sizeof(b64), mac, sizeof(mac), sodium_base64_VARIANT_ORIGINAL);
 		p += sprintf(p, "%sv1,%s", i > 0 ? " " : "", b64);
 	}
 	return out;
@@ -178,8 +178,8 @@ header_token_ok(const char *s)
 }
 
 int
-sign_headers_build(unsigned flags, const char *msg_id, int64_t ts, const char *body,
-    size_t len, const char *const *secrets, int nsecrets,
+sign_headers_build(unsigned flags, const char *msg_id, int64_t ts, const char *body, size_t len,
+    const char *const *secrets, int nsecrets,
     void (*add)(const char *name, const char *value, void *arg), void *arg)
 {
 	char tsbuf[24], *standard = NULL, *hex = NULL;
@@ -328,7 +328,8 @@ sign_headers_parse(const char *list, unsigned *flags, char *why, size_t whylen)
 		if (j == ARRAY_SIZE(set_names)) {
 			snprintf(why, whylen,
 			    "unknown header set \"%.64s\" "
-			    "(expected standard, omnisales or fluxbase)", v[i]);
+			    "(expected standard, omnisales or fluxbase)",
+			    v[i]);
 			goto out;
 		}
 		mask |= set_names[j].flag;

@@ -18,16 +18,15 @@
 #include "hookd/sources.h"
 #include "hookd/verify.h"
 
-#define NAME_MAX_LEN 256
+#define NAME_MAX_LEN        256
 #define DESCRIPTION_MAX_LEN 4096
-#define LIST_MAX 1000
-#define EVENT_TYPE_MAX_LEN 256
-#define KEY_SPEC_MAX_LEN 512
-#define RATE_MAX 1e6
+#define LIST_MAX            1000
+#define EVENT_TYPE_MAX_LEN  256
+#define KEY_SPEC_MAX_LEN    512
+#define RATE_MAX            1e6
 #define SECRET_RANDOM_BYTES 32
 
-static int
-fail_field(struct source_input_error *err, const char *field, const char *fmt, ...)
+static int fail_field(struct source_input_error *err, const char *field, const char *fmt, ...)
     PRINTF_LIKE(3, 4);
 
 /* Fill err and return -1. */
@@ -133,12 +132,12 @@ source_input_clear(struct source_input *in)
 
 /* What a field parser is handed besides its value. */
 struct parse_ctx {
-	const char *name;       /* the field as the body spells it */
+	const char *name; /* the field as the body spells it */
 	int64_t max_body_limit;
 };
 
-typedef int (*field_fn)(struct source_input *in, struct json_object *v,
-    const struct parse_ctx *ctx, struct source_input_error *err);
+typedef int (*field_fn)(struct source_input *in, struct json_object *v, const struct parse_ctx *ctx,
+    struct source_input_error *err);
 
 static int
 parse_slug(struct source_input *in, struct json_object *v, const struct parse_ctx *ctx,
@@ -150,8 +149,8 @@ parse_slug(struct source_input *in, struct json_object *v, const struct parse_ct
 		return fail_field(err, "slug", "slug must be a string");
 	s = json_object_get_string(v);
 	if (!source_slug_valid(s))
-		return fail_field(err, "slug",
-		    "slug must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
+		return fail_field(
+		    err, "slug", "slug must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
 	free(in->slug);
 	in->slug = xstrdup(s);
 	return 0;
@@ -168,8 +167,8 @@ parse_name(struct source_input *in, struct json_object *v, const struct parse_ct
 			return fail_field(err, "name", "name must be a string");
 		s = json_object_get_string(v);
 		if (strlen(s) > NAME_MAX_LEN)
-			return fail_field(err, "name", "name is longer than %d bytes",
-			    NAME_MAX_LEN);
+			return fail_field(
+			    err, "name", "name is longer than %d bytes", NAME_MAX_LEN);
 	}
 	free(in->name);
 	in->name = xstrdup(s);
@@ -184,8 +183,8 @@ parse_description(struct source_input *in, struct json_object *v, const struct p
 
 	if (!is_null(v)) {
 		if (!json_object_is_type(v, json_type_string))
-			return fail_field(err, "description",
-			    "description must be a string or null");
+			return fail_field(
+			    err, "description", "description must be a string or null");
 		s = json_object_get_string(v);
 		if (strlen(s) > DESCRIPTION_MAX_LEN)
 			return fail_field(err, "description", "description is longer than %d bytes",
@@ -242,8 +241,8 @@ secret_plausible(const char *field, struct json_object *v, struct source_input_e
 	s = json_object_get_string(v);
 	len = strlen(s);
 	if (len == 0 || len > SOURCE_SECRET_MAX_LEN)
-		return fail_field(err, field, "%s must be 1 to %d bytes long", field,
-		    SOURCE_SECRET_MAX_LEN);
+		return fail_field(
+		    err, field, "%s must be 1 to %d bytes long", field, SOURCE_SECRET_MAX_LEN);
 	if (!printable(s))
 		return fail_field(err, field, "%s must not contain control characters", field);
 	return 0;
@@ -323,13 +322,14 @@ parse_allowed_types(struct source_input *in, struct json_object *v, const struct
 		return fail_field(err, "allowed_event_types", "at most %d event types", LIST_MAX);
 	for (int i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(v, i);
-		const char *s = json_object_is_type(e, json_type_string) ? json_object_get_string(e)
-		                                                         : NULL;
+		const char *s =
+		    json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
 
 		if (s == NULL || *s == '\0' || strlen(s) > EVENT_TYPE_MAX_LEN)
 			return fail_field(err, "allowed_event_types",
 			    "allowed_event_types[%d] must be a non-empty string of at most %d "
-			    "bytes", i, EVENT_TYPE_MAX_LEN);
+			    "bytes",
+			    i, EVENT_TYPE_MAX_LEN);
 	}
 	in->allowed_types = xcalloc((size_t)n + 1, sizeof(char *));
 	for (int i = 0; i < n; i++)
@@ -368,7 +368,8 @@ parse_rate_limit(struct source_input *in, struct json_object *v, const struct pa
 	if (!json_object_is_type(v, json_type_object))
 		return fail_field(err, "rate_limit",
 		    "rate_limit must be {\"per_second\": n, \"burst\": n} or null");
-	json_object_object_foreach(v, key, val) {
+	json_object_object_foreach(v, key, val)
+	{
 		if (strcmp(key, "per_second") == 0) {
 			ps = val;
 		} else if (strcmp(key, "burst") == 0) {
@@ -380,10 +381,10 @@ parse_rate_limit(struct source_input *in, struct json_object *v, const struct pa
 			return fail_field(err, field, "unknown field %s", field);
 		}
 	}
-	if (ps == NULL || (!json_object_is_type(ps, json_type_int) &&
-	                      !json_object_is_type(ps, json_type_double)))
-		return fail_field(err, "rate_limit.per_second",
-		    "rate_limit.per_second must be a number above 0");
+	if (ps == NULL ||
+	    (!json_object_is_type(ps, json_type_int) && !json_object_is_type(ps, json_type_double)))
+		return fail_field(
+		    err, "rate_limit.per_second", "rate_limit.per_second must be a number above 0");
 	rate = json_object_get_double(ps);
 	if (!(rate > 0 && rate <= RATE_MAX))
 		return fail_field(err, "rate_limit.per_second",
@@ -428,7 +429,8 @@ parse_ip_allowlist(struct source_input *in, struct json_object *v, const struct 
 		    cidr_parse(json_object_get_string(e), &c) != 0)
 			return fail_field(err, "ip_allowlist",
 			    "ip_allowlist[%d] is not a network such as \"10.0.0.0/8\" or "
-			    "\"2001:db8::/32\" (bits past the prefix must be zero)", i);
+			    "\"2001:db8::/32\" (bits past the prefix must be zero)",
+			    i);
 		cidr_format(&c, buf, sizeof(buf));
 		in->ip_allowlist[in->nallow++] = xstrdup(buf);
 	}
@@ -436,8 +438,7 @@ parse_ip_allowlist(struct source_input *in, struct json_object *v, const struct 
 }
 
 static int
-parse_key_spec(const char *field, struct json_object *v, char **out,
-    struct source_input_error *err)
+parse_key_spec(const char *field, struct json_object *v, char **out, struct source_input_error *err)
 {
 	struct source_key k;
 	const char *s;
@@ -448,14 +449,14 @@ parse_key_spec(const char *field, struct json_object *v, char **out,
 	if (is_null(v))
 		return 0;
 	if (!json_object_is_type(v, json_type_string))
-		return fail_field(err, field, "%s must be \"header:Name\", \"json:$.path\" or null",
-		    field);
+		return fail_field(
+		    err, field, "%s must be \"header:Name\", \"json:$.path\" or null", field);
 	s = json_object_get_string(v);
 	if (*s == '\0')
 		return 0;
 	if (strlen(s) > KEY_SPEC_MAX_LEN)
-		return fail_field(err, field, "%s is longer than %d bytes", field,
-		    KEY_SPEC_MAX_LEN);
+		return fail_field(
+		    err, field, "%s is longer than %d bytes", field, KEY_SPEC_MAX_LEN);
 	if (source_key_parse(s, &k, why, sizeof(why)) != 0)
 		return fail_field(err, field, "%s: %s", field, why);
 	source_key_clear(&k);
@@ -481,8 +482,8 @@ static int
 parse_handler(struct source_input *in, struct json_object *v, const struct parse_ctx *ctx,
     struct source_input_error *err)
 {
-	static const char *const keys[] = { "type", "function", "max_attempts",
-		"backoff_seconds", "multiplier", "max_delay_seconds", "event_type", NULL };
+	static const char *const keys[] = {"type", "function", "max_attempts", "backoff_seconds",
+	    "multiplier", "max_delay_seconds", "event_type", NULL};
 	struct source_handler h;
 	struct json_object *cfg;
 	char why[200], field[64];
@@ -495,7 +496,8 @@ parse_handler(struct source_input *in, struct json_object *v, const struct parse
 		cfg = json_object_new_object();
 		json_set_str(cfg, "type", json_object_get_string(v));
 	} else if (json_object_is_type(v, json_type_object)) {
-		json_object_object_foreach(v, key, val) {
+		json_object_object_foreach(v, key, val)
+		{
 			int i;
 
 			(void)val;
@@ -532,8 +534,8 @@ parse_handler(struct source_input *in, struct json_object *v, const struct parse
 }
 
 static int
-parse_bool(const char *field, struct json_object *v, int def, int *out,
-    struct source_input_error *err)
+parse_bool(
+    const char *field, struct json_object *v, int def, int *out, struct source_input_error *err)
 {
 	if (is_null(v)) {
 		*out = def;
@@ -564,32 +566,32 @@ static const struct {
 	unsigned bit;
 	field_fn fn;
 } fields[] = {
-	{ "slug", SOURCE_F_SLUG, parse_slug },
-	{ "name", SOURCE_F_NAME, parse_name },
-	{ "description", SOURCE_F_DESCRIPTION, parse_description },
-	{ "verifier", SOURCE_F_VERIFIER, parse_verifier },
-	{ "secret", SOURCE_F_SECRETS, parse_secrets },
-	{ "secrets", SOURCE_F_SECRETS, parse_secrets },
-	{ "timestamp_tolerance", SOURCE_F_TOLERANCE, parse_tolerance },
-	{ "allowed_event_types", SOURCE_F_ALLOWED_TYPES, parse_allowed_types },
-	{ "max_body", SOURCE_F_MAX_BODY, parse_max_body },
-	{ "rate_limit", SOURCE_F_RATE_LIMIT, parse_rate_limit },
-	{ "ip_allowlist", SOURCE_F_IP_ALLOWLIST, parse_ip_allowlist },
-	{ "dedupe_key", SOURCE_F_DEDUPE_KEY, parse_dedupe_key },
-	{ "event_type_key", SOURCE_F_EVENT_TYPE_KEY, parse_event_type_key },
-	{ "handler", SOURCE_F_HANDLER, parse_handler },
-	{ "review_required", SOURCE_F_REVIEW, parse_review },
-	{ "active", SOURCE_F_ACTIVE, parse_active },
+    {"slug", SOURCE_F_SLUG, parse_slug},
+    {"name", SOURCE_F_NAME, parse_name},
+    {"description", SOURCE_F_DESCRIPTION, parse_description},
+    {"verifier", SOURCE_F_VERIFIER, parse_verifier},
+    {"secret", SOURCE_F_SECRETS, parse_secrets},
+    {"secrets", SOURCE_F_SECRETS, parse_secrets},
+    {"timestamp_tolerance", SOURCE_F_TOLERANCE, parse_tolerance},
+    {"allowed_event_types", SOURCE_F_ALLOWED_TYPES, parse_allowed_types},
+    {"max_body", SOURCE_F_MAX_BODY, parse_max_body},
+    {"rate_limit", SOURCE_F_RATE_LIMIT, parse_rate_limit},
+    {"ip_allowlist", SOURCE_F_IP_ALLOWLIST, parse_ip_allowlist},
+    {"dedupe_key", SOURCE_F_DEDUPE_KEY, parse_dedupe_key},
+    {"event_type_key", SOURCE_F_EVENT_TYPE_KEY, parse_event_type_key},
+    {"handler", SOURCE_F_HANDLER, parse_handler},
+    {"review_required", SOURCE_F_REVIEW, parse_review},
+    {"active", SOURCE_F_ACTIVE, parse_active},
 };
 
 /* Fields the API shows but nobody writes. */
-static const char *const read_only[] = { "id", "url", "created_at", "updated_at", NULL };
+static const char *const read_only[] = {"id", "url", "created_at", "updated_at", NULL};
 
 int
-source_input_parse(struct json_object *body, enum source_input_mode mode,
-    int64_t max_body_limit, struct source_input *in, struct source_input_error *err)
+source_input_parse(struct json_object *body, enum source_input_mode mode, int64_t max_body_limit,
+    struct source_input *in, struct source_input_error *err)
 {
-	struct parse_ctx ctx = { NULL, max_body_limit };
+	struct parse_ctx ctx = {NULL, max_body_limit};
 
 	memset(in, 0, sizeof(*in));
 	memset(err, 0, sizeof(*err));
@@ -605,7 +607,8 @@ source_input_parse(struct json_object *body, enum source_input_mode mode,
 				goto fail; /* a default that does not parse is a bug */
 		}
 	}
-	json_object_object_foreach(body, key, val) {
+	json_object_object_foreach(body, key, val)
+	{
 		size_t i;
 
 		for (i = 0; i < ARRAY_SIZE(fields) && strcmp(fields[i].name, key) != 0; i++)
@@ -639,11 +642,11 @@ fail:
 	return -1;
 }
 
-#define TAKE(field)                                                                        \
-	do {                                                                               \
-		__typeof__(base->field) tmp_ = base->field;                                \
-		base->field = patch->field;                                                \
-		patch->field = tmp_;                                                       \
+#define TAKE(field)                                                                                \
+	do {                                                                                       \
+		__typeof__(base->field) tmp_ = base->field;                                        \
+		base->field = patch->field;                                                        \
+		patch->field = tmp_;                                                               \
 	} while (0)
 
 void
@@ -743,8 +746,7 @@ source_secret_check(enum source_key_encoding enc, const char *secret, char *why,
 		return -1;
 	}
 	switch (enc) {
-	case SOURCE_KEYENC_RAW:
-		return 0;
+	case SOURCE_KEYENC_RAW: return 0;
 	case SOURCE_KEYENC_HEX:
 		got = hex_decode(secret, len, buf, sizeof(buf));
 		if (got > 0)
@@ -847,8 +849,9 @@ source_input_finish(struct source_input *in, int existing_live, struct source_in
 	if (!requires || have > 0)
 		return 0;
 	if (enc == SOURCE_KEYENC_ED25519)
-		return fail_field(err, field, "this verifier needs the provider's public key as "
-		                              "secret; hookd cannot make one");
+		return fail_field(err, field,
+		    "this verifier needs the provider's public key as "
+		    "secret; hookd cannot make one");
 	free_secrets(in->secrets, in->nsecrets);
 	in->secrets = xcalloc(1, sizeof(char *));
 	in->secrets[0] = source_secret_generate(enc);
@@ -977,8 +980,8 @@ source_secrets_remove(const char *list, const char *id, int *live_left)
 }
 
 int
-source_rotate_parse(struct json_object *body, char **secret, int64_t *expire_after,
-    struct source_input_error *err)
+source_rotate_parse(
+    struct json_object *body, char **secret, int64_t *expire_after, struct source_input_error *err)
 {
 	*secret = NULL;
 	*expire_after = -1;
@@ -987,7 +990,8 @@ source_rotate_parse(struct json_object *body, char **secret, int64_t *expire_aft
 		return 0;
 	if (!json_object_is_type(body, json_type_object))
 		return fail_field(err, "", "the body must be a JSON object");
-	json_object_object_foreach(body, key, val) {
+	json_object_object_foreach(body, key, val)
+	{
 		if (strcmp(key, "secret") == 0) {
 			if (is_null(val))
 				continue;
@@ -1001,8 +1005,10 @@ source_rotate_parse(struct json_object *body, char **secret, int64_t *expire_aft
 			if (is_null(val))
 				continue;
 			if (int_value(val, &n) != 0 || n < 0 || n > 365 * 86400) {
-				fail_field(err, key, "expire_previous_after must be seconds from "
-				                     "0 to %d, or null", 365 * 86400);
+				fail_field(err, key,
+				    "expire_previous_after must be seconds from "
+				    "0 to %d, or null",
+				    365 * 86400);
 				goto fail;
 			}
 			*expire_after = n;

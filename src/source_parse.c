@@ -32,7 +32,8 @@ valid_function_name(const char *s)
 			seglen = 0;
 			continue;
 		}
-		if (!((*s >= 'a' && *s <= 'z') || *s == '_' || (seglen > 0 && *s >= '0' && *s <= '9')))
+		if (!((*s >= 'a' && *s <= 'z') || *s == '_' ||
+		        (seglen > 0 && *s >= '0' && *s <= '9')))
 			return 0;
 		if (++seglen > 63)
 			return 0;
@@ -96,7 +97,8 @@ source_handler_parse(struct json_object *cfg, struct source_handler *h, char *er
 	if (h->type == HANDLER_SQL || h->type == HANDLER_SQL_SYNC) {
 		if (fn == NULL || !valid_function_name(fn)) {
 			snprintf(err, errlen,
-			    "handler.function must name a SQL function (\"schema.name\", lower case)");
+			    "handler.function must name a SQL function (\"schema.name\", lower "
+			    "case)");
 			return -1;
 		}
 		h->function = xstrdup(fn);
@@ -152,8 +154,8 @@ source_key_parse(const char *spec, struct source_key *k, char *err, size_t errle
 }
 
 char *
-source_key_value(const struct source_key *k, const char *(*header)(void *, const char *),
-    void *ctx, struct json_object *body)
+source_key_value(const struct source_key *k, const char *(*header)(void *, const char *), void *ctx,
+    struct json_object *body)
 {
 	const char *h;
 
@@ -163,8 +165,7 @@ source_key_value(const struct source_key *k, const char *(*header)(void *, const
 		return h != NULL && *h != '\0' ? xstrdup(h) : NULL;
 	case SOURCE_KEY_JSON:
 		return body != NULL ? json_scalar_text(json_path(body, k->arg)) : NULL;
-	case SOURCE_KEY_NONE:
-		break;
+	case SOURCE_KEY_NONE: break;
 	}
 	return NULL;
 }

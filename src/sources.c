@@ -24,7 +24,7 @@ struct sources {
 	int n;
 	int loaded;
 	struct db_req *loading;
-	int again;               /* a reload was asked for while one ran */
+	int again; /* a reload was asked for while one ran */
 };
 
 /* Secrets are unsealed at load time; the cache never holds sealed text. */
@@ -166,8 +166,10 @@ parse_secrets(struct sources *ss, struct source *s, const char *text)
 			exp = 0;
 		plain = sealed ? seal_decrypt(ss->app->master_key, sealed) : NULL;
 		if (plain == NULL) {
-			log_error("sources: cannot unseal secret %s of source %s (is this the master key "
-			          "the secret was sealed with?)", id ? id : "?", s->slug);
+			log_error(
+			    "sources: cannot unseal secret %s of source %s (is this the master key "
+			    "the secret was sealed with?)",
+			    id ? id : "?", s->slug);
 			continue;
 		}
 		s->secrets[s->nsecrets].id = xstrdup(id ? id : "");

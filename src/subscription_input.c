@@ -17,22 +17,21 @@
 #include "hookd/sign.h"
 #include "hookd/subscription_input.h"
 
-#define NAME_MAX_LEN 256
+#define NAME_MAX_LEN        256
 #define DESCRIPTION_MAX_LEN 4096
-#define URL_MAX_LEN 2048
-#define EVENTS_MAX 100
-#define SCHEDULE_MAX 100
-#define HEADERS_MAX 50
-#define HEADER_NAME_MAX 256
-#define HEADER_VALUE_MAX 4096
-#define ALLOWLIST_MAX 100
-#define IDENT_MAX 63
-#define MESSAGE_ID_MAX 128
-#define DELAY_MAX 604800.0 /* a week */
-#define ROTATE_MAX (365 * 86400)
+#define URL_MAX_LEN         2048
+#define EVENTS_MAX          100
+#define SCHEDULE_MAX        100
+#define HEADERS_MAX         50
+#define HEADER_NAME_MAX     256
+#define HEADER_VALUE_MAX    4096
+#define ALLOWLIST_MAX       100
+#define IDENT_MAX           63
+#define MESSAGE_ID_MAX      128
+#define DELAY_MAX           604800.0 /* a week */
+#define ROTATE_MAX          (365 * 86400)
 
-static int
-fail_field(struct subscription_input_error *err, const char *field, const char *fmt, ...)
+static int fail_field(struct subscription_input_error *err, const char *field, const char *fmt, ...)
     PRINTF_LIKE(3, 4);
 
 /* Fill err and return -1. */
@@ -215,9 +214,9 @@ publish_message_id_valid(const char *s)
 }
 
 static const char *const format_names[] = {
-	[PAYLOAD_DEFAULT] = "default",
-	[PAYLOAD_FLUXBASE] = "fluxbase",
-	[PAYLOAD_SUPABASE] = "supabase",
+    [PAYLOAD_DEFAULT] = "default",
+    [PAYLOAD_FLUXBASE] = "fluxbase",
+    [PAYLOAD_SUPABASE] = "supabase",
 };
 
 int
@@ -240,8 +239,8 @@ subscription_payload_format_name(enum payload_format f)
 
 /* --- one parser per field -------------------------------------------------------------- */
 
-typedef int (*field_fn)(struct subscription_input *in, struct json_object *v,
-    const char *name, struct subscription_input_error *err);
+typedef int (*field_fn)(struct subscription_input *in, struct json_object *v, const char *name,
+    struct subscription_input_error *err);
 
 /* A string field with a length bound; NULL allowed (and kept) when nullable. */
 static int
@@ -258,8 +257,8 @@ string_field(const char *name, struct json_object *v, int nullable, size_t max, 
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_string))
-		return fail_field(err, name, "%s must be a string%s", name,
-		    nullable ? " or null" : "");
+		return fail_field(
+		    err, name, "%s must be a string%s", name, nullable ? " or null" : "");
 	s = json_object_get_string(v);
 	if (strlen(s) > max)
 		return fail_field(err, name, "%s is longer than %zu bytes", name, max);
@@ -362,28 +361,33 @@ parse_enabled(struct subscription_input *in, struct json_object *v, const char *
 static struct json_object *
 table_filter(struct json_object *v, int i, struct subscription_input_error *err)
 {
-	static const char *const ops[] = { "INSERT", "UPDATE", "DELETE" };
+	static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
 	struct json_object *table = NULL, *opv = NULL, *out, *list;
-	int have[3] = { 0, 0, 0 };
+	int have[3] = {0, 0, 0};
 	char field[64];
 
-	json_object_object_foreach(v, key, val) {
+	json_object_object_foreach(v, key, val)
+	{
 		if (strcmp(key, "table") == 0) {
 			table = val;
 		} else if (strcmp(key, "operations") == 0) {
 			opv = val;
 		} else {
 			snprintf(field, sizeof(field), "events[%d].%.32s", i, key);
-			fail_field(err, field, "unknown field %s (a table filter has table and "
-			                       "operations)", field);
+			fail_field(err, field,
+			    "unknown field %s (a table filter has table and "
+			    "operations)",
+			    field);
 			return NULL;
 		}
 	}
 	snprintf(field, sizeof(field), "events[%d].table", i);
 	if (table == NULL || !json_object_is_type(table, json_type_string) ||
 	    !table_valid(json_object_get_string(table))) {
-		fail_field(err, field, "%s must be a table name such as \"users\" or "
-		                       "\"public.users\"", field);
+		fail_field(err, field,
+		    "%s must be a table name such as \"users\" or "
+		    "\"public.users\"",
+		    field);
 		return NULL;
 	}
 	snprintf(field, sizeof(field), "events[%d].operations", i);
@@ -394,8 +398,10 @@ table_filter(struct json_object *v, int i, struct subscription_input_error *err)
 
 		if (!json_object_is_type(opv, json_type_array) ||
 		    (n = json_object_array_length(opv)) == 0) {
-			fail_field(err, field, "%s must be a non-empty array of \"INSERT\", "
-			                       "\"UPDATE\", \"DELETE\"", field);
+			fail_field(err, field,
+			    "%s must be a non-empty array of \"INSERT\", "
+			    "\"UPDATE\", \"DELETE\"",
+			    field);
 			return NULL;
 		}
 		for (size_t k = 0; k < n; k++) {
@@ -408,8 +414,10 @@ table_filter(struct json_object *v, int i, struct subscription_input_error *err)
 			for (j = 0; j < ARRAY_SIZE(ops) && strcasecmp(s, ops[j]) != 0; j++)
 				;
 			if (j == ARRAY_SIZE(ops)) {
-				fail_field(err, field, "%s[%zu] must be \"INSERT\", \"UPDATE\" or "
-				                       "\"DELETE\"", field, k);
+				fail_field(err, field,
+				    "%s[%zu] must be \"INSERT\", \"UPDATE\" or "
+				    "\"DELETE\"",
+				    field, k);
 				return NULL;
 			}
 			have[j] = 1;
@@ -446,8 +454,8 @@ parse_events(struct subscription_input *in, struct json_object *v, const char *n
 		    "\"operations\": [...]})");
 	n = json_object_array_length(v);
 	if (n == 0)
-		return fail_field(err, name,
-		    "events must not be empty; [\"*\"] takes every event (the default)");
+		return fail_field(
+		    err, name, "events must not be empty; [\"*\"] takes every event (the default)");
 	if (n > EVENTS_MAX)
 		return fail_field(err, name, "at most %d events", EVENTS_MAX);
 	out = json_object_new_array();
@@ -462,10 +470,11 @@ parse_events(struct subscription_input *in, struct json_object *v, const char *n
 				return fail_field(err, field,
 				    "%s must be \"*\", an event type of up to %d letters, "
 				    "digits and \"_.:/-\" (\"order.created\"), or one followed "
-				    "by \".*\" (\"order.*\")", field, SUB_EVENT_TYPE_MAX_LEN);
+				    "by \".*\" (\"order.*\")",
+				    field, SUB_EVENT_TYPE_MAX_LEN);
 			}
-			json_object_array_add(out,
-			    json_object_new_string(json_object_get_string(e)));
+			json_object_array_add(
+			    out, json_object_new_string(json_object_get_string(e)));
 		} else if (json_object_is_type(e, json_type_object)) {
 			f = table_filter(e, (int)i, err);
 			if (f == NULL) {
@@ -565,8 +574,10 @@ parse_schedule(struct subscription_input *in, struct json_object *v, const char 
 		return 0;
 	if (!json_object_is_type(v, json_type_array) || (n = json_object_array_length(v)) == 0 ||
 	    n > SCHEDULE_MAX)
-		return fail_field(err, name, "retry_schedule must be an array of 1 to %d delays in "
-		                             "seconds, or null", SCHEDULE_MAX);
+		return fail_field(err, name,
+		    "retry_schedule must be an array of 1 to %d delays in "
+		    "seconds, or null",
+		    SCHEDULE_MAX);
 	s = xcalloc(n, sizeof(*s));
 	for (size_t i = 0; i < n; i++) {
 		if (number_value(json_object_array_get_idx(v, i), &s[i]) != 0 || s[i] < 0 ||
@@ -584,11 +595,27 @@ parse_schedule(struct subscription_input *in, struct json_object *v, const char 
 
 /* Headers hookd writes itself, or that would break the request's framing. */
 static const char *const reserved_headers[] = {
-	"host", "content-length", "content-type", "content-encoding", "transfer-encoding",
-	"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-	"proxy-authorization", "te", "trailer", "upgrade", "expect",
-	"webhook-id", "webhook-timestamp", "webhook-signature",
-	"x-webhook-signature", "x-webhook-timestamp", "x-webhook-id", "x-fluxbase-signature",
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-webhook-signature",
+    "x-webhook-timestamp",
+    "x-webhook-id",
+    "x-fluxbase-signature",
 };
 
 static int
@@ -611,42 +638,50 @@ parse_headers(struct subscription_input *in, struct json_object *v, const char *
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_object))
-		return fail_field(err, name, "headers must be an object of header names to string "
-		                             "values");
-	json_object_object_foreach(v, key, val) {
+		return fail_field(err, name,
+		    "headers must be an object of header names to string "
+		    "values");
+	json_object_object_foreach(v, key, val)
+	{
 		size_t klen = strlen(key);
 		const char *s;
 
 		if (++n > HEADERS_MAX)
 			return fail_field(err, name, "at most %d headers", HEADERS_MAX);
 		if (klen == 0 || klen > HEADER_NAME_MAX)
-			return fail_field(err, name, "a header name must be 1 to %d characters",
-			    HEADER_NAME_MAX);
+			return fail_field(
+			    err, name, "a header name must be 1 to %d characters", HEADER_NAME_MAX);
 		for (size_t i = 0; i < klen; i++) {
 			if (!token_char(key[i]))
-				return fail_field(err, name, "header name \"%.64s\" is not a valid "
-				                             "HTTP token", key);
+				return fail_field(err, name,
+				    "header name \"%.64s\" is not a valid "
+				    "HTTP token",
+				    key);
 		}
 		for (size_t i = 0; i < ARRAY_SIZE(reserved_headers); i++) {
 			if (strcasecmp(key, reserved_headers[i]) == 0)
 				return fail_field(err, name,
 				    "header %.64s is set by hookd (or is hop-by-hop) and may "
-				    "not be given", key);
+				    "not be given",
+				    key);
 		}
 		if (!json_object_is_type(val, json_type_string))
-			return fail_field(err, name, "the value of header %.64s must be a string",
-			    key);
+			return fail_field(
+			    err, name, "the value of header %.64s must be a string", key);
 		s = json_object_get_string(val);
 		if (strlen(s) > HEADER_VALUE_MAX)
-			return fail_field(err, name, "the value of header %.64s is longer than %d "
-			                             "bytes", key, HEADER_VALUE_MAX);
+			return fail_field(err, name,
+			    "the value of header %.64s is longer than %d "
+			    "bytes",
+			    key, HEADER_VALUE_MAX);
 		for (const char *c = s; *c != '\0'; c++) {
 			if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
 				return fail_field(err, name,
 				    "the value of header %.64s holds control characters", key);
 		}
 		/* The same header twice in other cases would be sent twice. */
-		json_object_object_foreach(v, k2, v2) {
+		json_object_object_foreach(v, k2, v2)
+		{
 			(void)v2;
 			if (k2 == key)
 				break;
@@ -677,8 +712,10 @@ parse_ip_allowlist(struct subscription_input *in, struct json_object *v, const c
 		return fail_field(err, name, "%s must be an array of CIDR networks, or null", name);
 	n = json_object_array_length(v);
 	if (n == 0)
-		return fail_field(err, name, "%s must not be empty; null puts no limit on where "
-		                             "the url resolves", name);
+		return fail_field(err, name,
+		    "%s must not be empty; null puts no limit on where "
+		    "the url resolves",
+		    name);
 	if (n > ALLOWLIST_MAX)
 		return fail_field(err, name, "at most %d networks", ALLOWLIST_MAX);
 	in->ip_allowlist = xcalloc(n + 1, sizeof(char *));
@@ -691,7 +728,8 @@ parse_ip_allowlist(struct subscription_input *in, struct json_object *v, const c
 		    cidr_parse(json_object_get_string(e), &c) != 0)
 			return fail_field(err, name,
 			    "%s[%zu] is not a network such as \"203.0.113.0/24\" or "
-			    "\"2001:db8::/32\" (bits past the prefix must be zero)", name, i);
+			    "\"2001:db8::/32\" (bits past the prefix must be zero)",
+			    name, i);
 		cidr_format(&c, buf, sizeof(buf));
 		in->ip_allowlist[in->nallow++] = xstrdup(buf);
 	}
@@ -702,27 +740,30 @@ static int
 parse_signature_headers(struct subscription_input *in, struct json_object *v, const char *name,
     struct subscription_input_error *err)
 {
-	static const char *const sets[] = { "standard", "omnisales", "fluxbase" };
-	static const unsigned bits[] = { SIGN_STANDARD, SIGN_OMNISALES, SIGN_FLUXBASE };
+	static const char *const sets[] = {"standard", "omnisales", "fluxbase"};
+	static const unsigned bits[] = {SIGN_STANDARD, SIGN_OMNISALES, SIGN_FLUXBASE};
 	size_t n;
 
 	in->sign_flags = SIGN_STANDARD;
 	if (is_null(v))
 		return 0;
 	if (!json_object_is_type(v, json_type_array) || (n = json_object_array_length(v)) > 8)
-		return fail_field(err, name, "signature_headers must be an array of \"standard\", "
-		                             "\"omnisales\", \"fluxbase\"");
+		return fail_field(err, name,
+		    "signature_headers must be an array of \"standard\", "
+		    "\"omnisales\", \"fluxbase\"");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(v, i);
-		const char *s = json_object_is_type(e, json_type_string) ? json_object_get_string(e)
-		                                                         : "";
+		const char *s =
+		    json_object_is_type(e, json_type_string) ? json_object_get_string(e) : "";
 		size_t j;
 
 		for (j = 0; j < ARRAY_SIZE(sets) && strcasecmp(s, sets[j]) != 0; j++)
 			;
 		if (j == ARRAY_SIZE(sets))
-			return fail_field(err, name, "signature_headers[%zu] must be \"standard\", "
-			                             "\"omnisales\" or \"fluxbase\"", i);
+			return fail_field(err, name,
+			    "signature_headers[%zu] must be \"standard\", "
+			    "\"omnisales\" or \"fluxbase\"",
+			    i);
 		in->sign_flags |= bits[j];
 	}
 	return 0;
@@ -738,8 +779,9 @@ parse_payload_format(struct subscription_input *in, struct json_object *v, const
 	}
 	if (!json_object_is_type(v, json_type_string) ||
 	    subscription_payload_format_parse(json_object_get_string(v), &in->format) != 0)
-		return fail_field(err, name, "payload_format must be \"default\", \"fluxbase\" or "
-		                             "\"supabase\"");
+		return fail_field(err, name,
+		    "payload_format must be \"default\", \"fluxbase\" or "
+		    "\"supabase\"");
 	return 0;
 }
 
@@ -749,33 +791,32 @@ static const struct {
 	unsigned bit;
 	field_fn fn;
 } fields[] = {
-	{ "name", "name", SUB_F_NAME, parse_name },
-	{ "description", "description", SUB_F_DESCRIPTION, parse_description },
-	{ "url", "url", SUB_F_URL, parse_url },
-	{ "secret", "secret", SUB_F_SECRET, parse_secret },
-	{ "enabled", "is_active", SUB_F_ENABLED, parse_enabled },
-	{ "events", "events", SUB_F_EVENTS, parse_events },
-	{ "max_retries", "max_retries", SUB_F_MAX_RETRIES, parse_max_retries },
-	{ "timeout_seconds", "timeout_seconds", SUB_F_TIMEOUT, parse_timeout },
-	{ "retry_backoff_seconds", "retry_backoff_seconds", SUB_F_BACKOFF, parse_backoff },
-	{ "retry_multiplier", "retry_multiplier", SUB_F_MULTIPLIER, parse_multiplier },
-	{ "retry_max_delay_seconds", "retry_max_delay_seconds", SUB_F_MAX_DELAY, parse_max_delay },
-	{ "retry_jitter", "retry_jitter", SUB_F_JITTER, parse_jitter },
-	{ "retry_schedule", "retry_schedule", SUB_F_SCHEDULE, parse_schedule },
-	{ "headers", "headers", SUB_F_HEADERS, parse_headers },
-	{ "ip_allowlist", "ip_whitelist", SUB_F_IP_ALLOWLIST, parse_ip_allowlist },
-	{ "signature_headers", NULL, SUB_F_SIGNATURE_HEADERS, parse_signature_headers },
-	{ "payload_format", "payload_format", SUB_F_PAYLOAD_FORMAT, parse_payload_format },
+    {"name", "name", SUB_F_NAME, parse_name},
+    {"description", "description", SUB_F_DESCRIPTION, parse_description},
+    {"url", "url", SUB_F_URL, parse_url},
+    {"secret", "secret", SUB_F_SECRET, parse_secret},
+    {"enabled", "is_active", SUB_F_ENABLED, parse_enabled},
+    {"events", "events", SUB_F_EVENTS, parse_events},
+    {"max_retries", "max_retries", SUB_F_MAX_RETRIES, parse_max_retries},
+    {"timeout_seconds", "timeout_seconds", SUB_F_TIMEOUT, parse_timeout},
+    {"retry_backoff_seconds", "retry_backoff_seconds", SUB_F_BACKOFF, parse_backoff},
+    {"retry_multiplier", "retry_multiplier", SUB_F_MULTIPLIER, parse_multiplier},
+    {"retry_max_delay_seconds", "retry_max_delay_seconds", SUB_F_MAX_DELAY, parse_max_delay},
+    {"retry_jitter", "retry_jitter", SUB_F_JITTER, parse_jitter},
+    {"retry_schedule", "retry_schedule", SUB_F_SCHEDULE, parse_schedule},
+    {"headers", "headers", SUB_F_HEADERS, parse_headers},
+    {"ip_allowlist", "ip_whitelist", SUB_F_IP_ALLOWLIST, parse_ip_allowlist},
+    {"signature_headers", NULL, SUB_F_SIGNATURE_HEADERS, parse_signature_headers},
+    {"payload_format", "payload_format", SUB_F_PAYLOAD_FORMAT, parse_payload_format},
 };
 
 /* Fields the APIs show but nobody writes. */
-static const char *const read_only[] = { "id", "api", "secrets", "failure_streak",
-	"disabled_reason", "disabled_at", "created_at", "updated_at", NULL };
+static const char *const read_only[] = {"id", "api", "secrets", "failure_streak", "disabled_reason",
+    "disabled_at", "created_at", "updated_at", NULL};
 
 int
 subscription_input_parse(struct json_object *body, enum subscription_input_mode mode,
-    enum subscription_api api, struct subscription_input *in,
-    struct subscription_input_error *err)
+    enum subscription_api api, struct subscription_input *in, struct subscription_input_error *err)
 {
 	memset(in, 0, sizeof(*in));
 	memset(err, 0, sizeof(*err));
@@ -790,7 +831,8 @@ subscription_input_parse(struct json_object *body, enum subscription_input_mode 
 				goto fail; /* a default that does not parse is a bug */
 		}
 	}
-	json_object_object_foreach(body, key, val) {
+	json_object_object_foreach(body, key, val)
+	{
 		size_t i;
 
 		for (i = 0; i < ARRAY_SIZE(fields); i++) {
@@ -833,11 +875,11 @@ fail:
 	return -1;
 }
 
-#define TAKE(field)                                                                        \
-	do {                                                                               \
-		__typeof__(base->field) tmp_ = base->field;                                \
-		base->field = patch->field;                                                \
-		patch->field = tmp_;                                                       \
+#define TAKE(field)                                                                                \
+	do {                                                                                       \
+		__typeof__(base->field) tmp_ = base->field;                                        \
+		base->field = patch->field;                                                        \
+		patch->field = tmp_;                                                               \
 	} while (0)
 
 void
@@ -909,8 +951,8 @@ literal_addr(const char *host, struct sockaddr_storage *ss)
 }
 
 int
-subscription_input_finish(struct subscription_input *in, enum subscription_api api,
-    int has_secret, const unsigned *stored, struct subscription_input_error *err)
+subscription_input_finish(struct subscription_input *in, enum subscription_api api, int has_secret,
+    const unsigned *stored, struct subscription_input_error *err)
 {
 	const char *allow_name = api == SUB_API_V1 ? "ip_allowlist" : "ip_whitelist";
 	struct target_url u;
@@ -966,7 +1008,8 @@ subscription_rotate_parse(struct json_object *body, char **secret, int64_t *expi
 		return 0;
 	if (!json_object_is_type(body, json_type_object))
 		return fail_field(err, "", "the body must be a JSON object");
-	json_object_object_foreach(body, key, val) {
+	json_object_object_foreach(body, key, val)
+	{
 		if (strcmp(key, "secret") == 0) {
 			if (is_null(val))
 				continue;
@@ -974,8 +1017,8 @@ subscription_rotate_parse(struct json_object *body, char **secret, int64_t *expi
 				fail_field(err, key, "secret must be a string");
 				goto fail;
 			}
-			if (subscription_secret_check(json_object_get_string(val), why,
-			        sizeof(why)) != 0) {
+			if (subscription_secret_check(
+			        json_object_get_string(val), why, sizeof(why)) != 0) {
 				fail_field(err, key, "secret %s", why);
 				goto fail;
 			}
@@ -989,7 +1032,8 @@ subscription_rotate_parse(struct json_object *body, char **secret, int64_t *expi
 			if (int_value(val, &n) != 0 || n < 0 || n > ROTATE_MAX) {
 				fail_field(err, key,
 				    "expire_previous_after must be seconds from 0 to %d, or null "
-				    "for %d", ROTATE_MAX, SUB_ROTATE_DEFAULT_OVERLAP);
+				    "for %d",
+				    ROTATE_MAX, SUB_ROTATE_DEFAULT_OVERLAP);
 				goto fail;
 			}
 			*expire_after = n;
@@ -1050,8 +1094,8 @@ publish_input_clear(struct publish_input *in)
 }
 
 int
-publish_input_parse(struct json_object *body, struct publish_input *in,
-    struct subscription_input_error *err)
+publish_input_parse(
+    struct json_object *body, struct publish_input *in, struct subscription_input_error *err)
 {
 	struct json_object *data = NULL;
 	int have_data = 0;
@@ -1060,14 +1104,16 @@ publish_input_parse(struct json_object *body, struct publish_input *in,
 	memset(err, 0, sizeof(*err));
 	if (body == NULL || !json_object_is_type(body, json_type_object))
 		return fail_field(err, "", "the body must be a JSON object");
-	json_object_object_foreach(body, key, val) {
+	json_object_object_foreach(body, key, val)
+	{
 		if (strcmp(key, "event") == 0) {
 			if (!json_object_is_type(val, json_type_string) ||
 			    !subscription_event_type_valid(json_object_get_string(val))) {
 				fail_field(err, key,
 				    "event must be an event type: 1 to %d letters, digits and "
 				    "\"_.:/-\", starting with a letter, digit or \"_\" "
-				    "(\"order.created\")", SUB_EVENT_TYPE_MAX_LEN);
+				    "(\"order.created\")",
+				    SUB_EVENT_TYPE_MAX_LEN);
 				goto fail;
 			}
 			free(in->event);
@@ -1080,16 +1126,17 @@ publish_input_parse(struct json_object *body, struct publish_input *in,
 				continue;
 			if (!json_object_is_type(val, json_type_string) ||
 			    !publish_message_id_valid(json_object_get_string(val))) {
-				fail_field(err, key, "id must be 1 to %d of [A-Za-z0-9_.:-] "
-				                     "(\"evt_...\"), or null to have one made",
+				fail_field(err, key,
+				    "id must be 1 to %d of [A-Za-z0-9_.:-] "
+				    "(\"evt_...\"), or null to have one made",
 				    MESSAGE_ID_MAX);
 				goto fail;
 			}
 			free(in->id);
 			in->id = xstrdup(json_object_get_string(val));
 		} else {
-			fail_field(err, key, "unknown field \"%.64s\" (expected event, data, id)",
-			    key);
+			fail_field(
+			    err, key, "unknown field \"%.64s\" (expected event, data, id)", key);
 			goto fail;
 		}
 	}

@@ -23,7 +23,7 @@ struct subscriptions {
 	int n;
 	int loaded;
 	struct db_req *loading;
-	int again;                   /* a reload was asked for while one ran */
+	int again; /* a reload was asked for while one ran */
 };
 
 /*
@@ -43,9 +43,23 @@ static const char load_sql[] =
     " FROM hookd.subscriptions s ORDER BY s.id";
 
 enum col {
-	COL_ID, COL_NAME, COL_URL, COL_SECRETS, COL_ENABLED, COL_MAX_RETRIES, COL_BACKOFF,
-	COL_MULTIPLIER, COL_MAX_DELAY, COL_JITTER, COL_SCHEDULE, COL_TIMEOUT, COL_HEADERS,
-	COL_SIGNATURE, COL_FORMAT, COL_ALLOW, COL_API,
+	COL_ID,
+	COL_NAME,
+	COL_URL,
+	COL_SECRETS,
+	COL_ENABLED,
+	COL_MAX_RETRIES,
+	COL_BACKOFF,
+	COL_MULTIPLIER,
+	COL_MAX_DELAY,
+	COL_JITTER,
+	COL_SCHEDULE,
+	COL_TIMEOUT,
+	COL_HEADERS,
+	COL_SIGNATURE,
+	COL_FORMAT,
+	COL_ALLOW,
+	COL_API,
 };
 
 /* --- one subscription ---------------------------------------------------------------- */
@@ -128,7 +142,8 @@ parse_secrets(struct subscriptions *ss, struct subscription *s, const char *text
 		plain = sealed ? seal_decrypt(ss->app->master_key, sealed) : NULL;
 		if (plain == NULL) {
 			log_error("subscriptions: cannot unseal secret %s of subscription %s (is "
-			          "this the master key it was sealed with?)", id ? id : "?", s->id);
+			          "this the master key it was sealed with?)",
+			    id ? id : "?", s->id);
 			continue;
 		}
 		s->secrets[s->nsecrets].id = xstrdup(id ? id : "");
@@ -171,7 +186,8 @@ parse_headers(struct subscription *s, const char *text)
 		return -1;
 	n = json_object_object_length(o);
 	s->headers = xcalloc((size_t)n + 1, sizeof(*s->headers));
-	json_object_object_foreach(o, key, val) {
+	json_object_object_foreach(o, key, val)
+	{
 		if (!json_object_is_type(val, json_type_string))
 			continue;
 		s->headers[s->nheaders].name = xstrdup(key);
@@ -243,8 +259,8 @@ subscription_from_row(struct subscriptions *ss, const PGresult *res, int row)
 		snprintf(why, sizeof(why), "headers are not a JSON object");
 		goto bad;
 	}
-	if (sign_headers_parse(db_value(res, row, COL_SIGNATURE), &s->sign_flags, why,
-	        sizeof(why)) != 0)
+	if (sign_headers_parse(
+	        db_value(res, row, COL_SIGNATURE), &s->sign_flags, why, sizeof(why)) != 0)
 		goto bad;
 	s->sign_flags |= SIGN_STANDARD;
 	v = db_value(res, row, COL_FORMAT);
@@ -286,8 +302,8 @@ find_id(struct subscription **arr, int n, const char *id)
 static int
 cmp_id(const void *a, const void *b)
 {
-	return strcmp((*(struct subscription *const *)a)->id,
-	    (*(struct subscription *const *)b)->id);
+	return strcmp(
+	    (*(struct subscription *const *)a)->id, (*(struct subscription *const *)b)->id);
 }
 
 static void

@@ -15,15 +15,15 @@
 void
 hookd_assert_fail(const char *expr, const char *file, int line)
 {
-	fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed: %s at %s:%d\"}\n",
-	    expr, file, line);
+	fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed: %s at %s:%d\"}\n", expr,
+	    file, line);
 	abort();
 }
 
-static void __attribute__((noreturn))
-oom(size_t n)
+static void __attribute__((noreturn)) oom(size_t n)
 {
-	fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"out of memory allocating %zu bytes\"}\n", n);
+	fprintf(
+	    stderr, "{\"level\":\"fatal\",\"msg\":\"out of memory allocating %zu bytes\"}\n", n);
 	abort();
 }
 
@@ -117,9 +117,8 @@ time_iso8601(uint64_t wall_ms, char *buf, size_t len)
 	struct tm tm;
 
 	gmtime_r(&secs, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    (unsigned)(wall_ms % 1000u));
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(wall_ms % 1000u));
 }
 
 /*
@@ -162,8 +161,7 @@ uuid_v7(char out[37])
 	b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));
 	b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
 	hex_encode(b, sizeof(b), hex);
-	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16,
-	    hex + 20);
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
 int
@@ -238,16 +236,16 @@ int
 base64_decode(const char *in, size_t inlen, unsigned char *out, size_t outmax)
 {
 	static const int variants[] = {
-		sodium_base64_VARIANT_ORIGINAL,
-		sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
-		sodium_base64_VARIANT_URLSAFE,
-		sodium_base64_VARIANT_URLSAFE_NO_PADDING,
+	    sodium_base64_VARIANT_ORIGINAL,
+	    sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+	    sodium_base64_VARIANT_URLSAFE,
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING,
 	};
 	size_t outlen;
 
 	for (size_t i = 0; i < ARRAY_SIZE(variants); i++) {
-		if (sodium_base642bin(out, outmax, in, inlen, NULL, &outlen, NULL,
-		        variants[i]) == 0)
+		if (sodium_base642bin(out, outmax, in, inlen, NULL, &outlen, NULL, variants[i]) ==
+		    0)
 			return outlen > (size_t)INT32_MAX ? -1 : (int)outlen;
 	}
 	return -1;

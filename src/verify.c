@@ -16,9 +16,9 @@
 #include "hookd/util.h"
 #include "hookd/verify.h"
 
-#define VERIFY_MAX_SIGS 16  /* signatures looked at per header; providers send one to three */
-#define VERIFY_SIG_MAX 64   /* largest signature: SHA-512 and Ed25519 */
-#define VERIFY_TS_MAX 20    /* digits in a timestamp */
+#define VERIFY_MAX_SIGS 16 /* signatures looked at per header; providers send one to three */
+#define VERIFY_SIG_MAX  64 /* largest signature: SHA-512 and Ed25519 */
+#define VERIFY_TS_MAX   20 /* digits in a timestamp */
 
 enum verify_kind {
 	VERIFY_KIND_SIGNED, /* a signature over a content template (HMAC or Ed25519) */
@@ -70,14 +70,14 @@ struct segment {
 struct verifier {
 	char *scheme;
 	enum verify_kind kind;
-	char *header;           /* carries the signature(s) */
-	char *prefix;           /* before each signature ("v1,", "sha256="), or NULL */
-	int prefix_optional;    /* a signature without the prefix counts too */
-	char *separators;       /* characters between items, or NULL for one signature */
+	char *header;        /* carries the signature(s) */
+	char *prefix;        /* before each signature ("v1,", "sha256="), or NULL */
+	int prefix_optional; /* a signature without the prefix counts too */
+	char *separators;    /* characters between items, or NULL for one signature */
 	enum verify_alg alg;
 	enum verify_enc enc;
 	enum verify_key key_enc;
-	char *content;          /* the template as configured */
+	char *content; /* the template as configured */
 	struct segment *segs;
 	size_t nsegs;
 	char *timestamp_header; /* timestamp in its own header */
@@ -87,9 +87,9 @@ struct verifier {
 	char *id_header;        /* {id} */
 	char *delivery_header;  /* verify_delivery_id */
 	enum verify_hs handshake;
-	EVP_MAC *mac;           /* HMAC implementation, fetched once */
-	const char *digest;     /* OpenSSL digest name */
-	size_t sig_len;         /* bytes in one signature */
+	EVP_MAC *mac;       /* HMAC implementation, fetched once */
+	const char *digest; /* OpenSSL digest name */
+	size_t sig_len;     /* bytes in one signature */
 };
 
 struct preset {
@@ -118,69 +118,110 @@ struct preset {
  * header comes from the config.
  */
 static const struct preset presets[] = {
-	{ .name = "hmac" },
-	{ .name = "standard", .header = "webhook-signature", .prefix = "v1,", .separators = " ",
-	    .enc = VERIFY_ENC_BASE64, .key_enc = VERIFY_KEY_WHSEC,
-	    .content = "{id}.{timestamp}.{body}", .timestamp_header = "webhook-timestamp",
-	    .id_header = "webhook-id" },
-	{ .name = "svix", .header = "svix-signature", .prefix = "v1,", .separators = " ",
-	    .enc = VERIFY_ENC_BASE64, .key_enc = VERIFY_KEY_WHSEC,
-	    .content = "{id}.{timestamp}.{body}", .timestamp_header = "svix-timestamp",
-	    .id_header = "svix-id" },
-	{ .name = "stripe", .header = "Stripe-Signature", .prefix = "v1=", .separators = ",",
-	    .content = "{timestamp}.{body}", .timestamp_param = "t" },
-	{ .name = "github", .header = "X-Hub-Signature-256", .prefix = "sha256=",
-	    .delivery_header = "X-GitHub-Delivery" },
-	{ .name = "shopify", .header = "X-Shopify-Hmac-Sha256", .enc = VERIFY_ENC_BASE64,
-	    .delivery_header = "X-Shopify-Webhook-Id" },
-	{ .name = "slack", .header = "X-Slack-Signature", .prefix = "v0=",
-	    .content = "v0:{timestamp}:{body}", .timestamp_header = "X-Slack-Request-Timestamp",
-	    .handshake = VERIFY_HS_SLACK },
-	{ .name = "paddle", .header = "Paddle-Signature", .prefix = "h1=", .separators = ";",
-	    .content = "{timestamp}:{body}", .timestamp_param = "ts" },
-	{ .name = "linear", .header = "Linear-Signature", .timestamp_json = "webhookTimestamp",
-	    .timestamp_ms = 1, .delivery_header = "Linear-Delivery" },
-	{ .name = "zoom", .header = "x-zm-signature", .prefix = "v0=",
-	    .content = "v0:{timestamp}:{body}", .timestamp_header = "x-zm-request-timestamp",
-	    .handshake = VERIFY_HS_ZOOM },
-	{ .name = "twilio", .kind = VERIFY_KIND_TWILIO, .header = "X-Twilio-Signature",
-	    .alg = VERIFY_ALG_SHA1, .enc = VERIFY_ENC_BASE64,
-	    .delivery_header = "I-Twilio-Idempotency-Token" },
-	{ .name = "discord", .header = "X-Signature-Ed25519", .alg = VERIFY_ALG_ED25519,
-	    .key_enc = VERIFY_KEY_HEX, .content = "{timestamp}{body}",
-	    .timestamp_header = "X-Signature-Timestamp", .handshake = VERIFY_HS_DISCORD },
-	{ .name = "supabase", .header = "x-supabase-signature" },
-	{ .name = "hookd", .header = "X-Webhook-Signature", .prefix = "sha256=",
-	    .prefix_optional = 1, .delivery_header = "X-Webhook-ID" },
-	{ .name = "none", .kind = VERIFY_KIND_NONE },
+    {.name = "hmac"},
+    {.name = "standard",
+        .header = "webhook-signature",
+        .prefix = "v1,",
+        .separators = " ",
+        .enc = VERIFY_ENC_BASE64,
+        .key_enc = VERIFY_KEY_WHSEC,
+        .content = "{id}.{timestamp}.{body}",
+        .timestamp_header = "webhook-timestamp",
+        .id_header = "webhook-id"},
+    {.name = "svix",
+        .header = "svix-signature",
+        .prefix = "v1,",
+        .separators = " ",
+        .enc = VERIFY_ENC_BASE64,
+        .key_enc = VERIFY_KEY_WHSEC,
+        .content = "{id}.{timestamp}.{body}",
+        .timestamp_header = "svix-timestamp",
+        .id_header = "svix-id"},
+    {.name = "stripe",
+        .header = "Stripe-Signature",
+        .prefix = "v1=",
+        .separators = ",",
+        .content = "{timestamp}.{body}",
+        .timestamp_param = "t"},
+    {.name = "github",
+        .header = "X-Hub-Signature-256",
+        .prefix = "sha256=",
+        .delivery_header = "X-GitHub-Delivery"},
+    {.name = "shopify",
+        .header = "X-Shopify-Hmac-Sha256",
+        .enc = VERIFY_ENC_BASE64,
+        .delivery_header = "X-Shopify-Webhook-Id"},
+    {.name = "slack",
+        .header = "X-Slack-Signature",
+        .prefix = "v0=",
+        .content = "v0:{timestamp}:{body}",
+        .timestamp_header = "X-Slack-Request-Timestamp",
+        .handshake = VERIFY_HS_SLACK},
+    {.name = "paddle",
+        .header = "Paddle-Signature",
+        .prefix = "h1=",
+        .separators = ";",
+        .content = "{timestamp}:{body}",
+        .timestamp_param = "ts"},
+    {.name = "linear",
+        .header = "Linear-Signature",
+        .timestamp_json = "webhookTimestamp",
+        .timestamp_ms = 1,
+        .delivery_header = "Linear-Delivery"},
+    {.name = "zoom",
+        .header = "x-zm-signature",
+        .prefix = "v0=",
+        .content = "v0:{timestamp}:{body}",
+        .timestamp_header = "x-zm-request-timestamp",
+        .handshake = VERIFY_HS_ZOOM},
+    {.name = "twilio",
+        .kind = VERIFY_KIND_TWILIO,
+        .header = "X-Twilio-Signature",
+        .alg = VERIFY_ALG_SHA1,
+        .enc = VERIFY_ENC_BASE64,
+        .delivery_header = "I-Twilio-Idempotency-Token"},
+    {.name = "discord",
+        .header = "X-Signature-Ed25519",
+        .alg = VERIFY_ALG_ED25519,
+        .key_enc = VERIFY_KEY_HEX,
+        .content = "{timestamp}{body}",
+        .timestamp_header = "X-Signature-Timestamp",
+        .handshake = VERIFY_HS_DISCORD},
+    {.name = "supabase", .header = "x-supabase-signature"},
+    {.name = "hookd",
+        .header = "X-Webhook-Signature",
+        .prefix = "sha256=",
+        .prefix_optional = 1,
+        .delivery_header = "X-Webhook-ID"},
+    {.name = "none", .kind = VERIFY_KIND_NONE},
 };
 
 /* Which kinds of scheme a config key may override. */
 #define FOR_SIGNED (1u << VERIFY_KIND_SIGNED)
 #define FOR_TWILIO (1u << VERIFY_KIND_TWILIO)
-#define FOR_NONE (1u << VERIFY_KIND_NONE)
-#define FOR_ALL (FOR_SIGNED | FOR_TWILIO | FOR_NONE)
+#define FOR_NONE   (1u << VERIFY_KIND_NONE)
+#define FOR_ALL    (FOR_SIGNED | FOR_TWILIO | FOR_NONE)
 
 static const struct {
 	const char *name;
 	unsigned kinds;
 } config_keys[] = {
-	{ "scheme", FOR_ALL },
-	{ "header", FOR_SIGNED | FOR_TWILIO },
-	{ "prefix", FOR_SIGNED },
-	{ "prefix_optional", FOR_SIGNED },
-	{ "multiple", FOR_SIGNED },
-	{ "algorithm", FOR_SIGNED },
-	{ "encoding", FOR_SIGNED },
-	{ "key_encoding", FOR_SIGNED | FOR_TWILIO },
-	{ "content", FOR_SIGNED },
-	{ "timestamp_header", FOR_SIGNED },
-	{ "timestamp_param", FOR_SIGNED },
-	{ "timestamp_json", FOR_SIGNED },
-	{ "timestamp_unit", FOR_SIGNED },
-	{ "id_header", FOR_SIGNED },
-	{ "delivery_id_header", FOR_ALL },
-	{ "handshake", FOR_SIGNED },
+    {"scheme", FOR_ALL},
+    {"header", FOR_SIGNED | FOR_TWILIO},
+    {"prefix", FOR_SIGNED},
+    {"prefix_optional", FOR_SIGNED},
+    {"multiple", FOR_SIGNED},
+    {"algorithm", FOR_SIGNED},
+    {"encoding", FOR_SIGNED},
+    {"key_encoding", FOR_SIGNED | FOR_TWILIO},
+    {"content", FOR_SIGNED},
+    {"timestamp_header", FOR_SIGNED},
+    {"timestamp_param", FOR_SIGNED},
+    {"timestamp_json", FOR_SIGNED},
+    {"timestamp_unit", FOR_SIGNED},
+    {"id_header", FOR_SIGNED},
+    {"delivery_id_header", FOR_ALL},
+    {"handshake", FOR_SIGNED},
 };
 
 /* A piece of signed content: the message is the concatenation of its pieces. */
@@ -220,8 +261,7 @@ struct form_pair {
 	size_t vlen;
 };
 
-static void
-say(char *buf, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void say(char *buf, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 /* Write a reason into a caller's buffer, which may be absent. */
 static void
@@ -325,11 +365,11 @@ parse_content(struct verifier *v, char *err, size_t errlen)
 		const char *name;
 		enum verify_seg kind;
 	} names[] = {
-		{ "{body}", VERIFY_SEG_BODY },
-		{ "{timestamp}", VERIFY_SEG_TIMESTAMP },
-		{ "{id}", VERIFY_SEG_ID },
-		{ "{url}", VERIFY_SEG_URL },
-		{ "{method}", VERIFY_SEG_METHOD },
+	    {"{body}", VERIFY_SEG_BODY},
+	    {"{timestamp}", VERIFY_SEG_TIMESTAMP},
+	    {"{id}", VERIFY_SEG_ID},
+	    {"{url}", VERIFY_SEG_URL},
+	    {"{method}", VERIFY_SEG_METHOD},
 	};
 	const char *s = v->content, *lit = s;
 
@@ -350,8 +390,10 @@ parse_content(struct verifier *v, char *err, size_t errlen)
 			if (end == NULL)
 				say(err, errlen, "content: unterminated placeholder");
 			else
-				say(err, errlen, "content: unknown placeholder %.*s (use {body}, "
-				    "{timestamp}, {id}, {url} or {method})", (int)(end - s + 1), s);
+				say(err, errlen,
+				    "content: unknown placeholder %.*s (use {body}, "
+				    "{timestamp}, {id}, {url} or {method})",
+				    (int)(end - s + 1), s);
 			return -1;
 		}
 		if (s > lit)
@@ -388,14 +430,13 @@ pick(const char *s, const char *const *names)
 
 /* Apply one override from the config. */
 static int
-apply_key(struct verifier *v, const char *key, struct json_object *val, char *err,
-    size_t errlen)
+apply_key(struct verifier *v, const char *key, struct json_object *val, char *err, size_t errlen)
 {
-	static const char *const algs[] = { "sha256", "sha1", "sha512", "ed25519", NULL };
-	static const char *const encs[] = { "hex", "base64", NULL };
-	static const char *const keys[] = { "raw", "base64", "hex", "whsec", NULL };
-	static const char *const units[] = { "s", "ms", NULL };
-	static const char *const hss[] = { "none", "slack", "zoom", "discord", NULL };
+	static const char *const algs[] = {"sha256", "sha1", "sha512", "ed25519", NULL};
+	static const char *const encs[] = {"hex", "base64", NULL};
+	static const char *const keys[] = {"raw", "base64", "hex", "whsec", NULL};
+	static const char *const units[] = {"s", "ms", NULL};
+	static const char *const hss[] = {"none", "slack", "zoom", "discord", NULL};
 	const char *s = NULL;
 	int i;
 
@@ -492,7 +533,8 @@ validate(struct verifier *v, char *err, size_t errlen)
 	if ((v->timestamp_header != NULL && !valid_header_name(v->timestamp_header)) ||
 	    (v->id_header != NULL && !valid_header_name(v->id_header)) ||
 	    (v->delivery_header != NULL && !valid_header_name(v->delivery_header))) {
-		say(err, errlen, "timestamp_header, id_header and delivery_id_header must be "
+		say(err, errlen,
+		    "timestamp_header, id_header and delivery_id_header must be "
 		    "valid header names");
 		return -1;
 	}
@@ -514,7 +556,8 @@ validate(struct verifier *v, char *err, size_t errlen)
 	}
 	if (has_segment(v, VERIFY_SEG_TIMESTAMP) && v->timestamp_header == NULL &&
 	    v->timestamp_param == NULL) {
-		say(err, errlen, "content uses {timestamp} but neither timestamp_header nor "
+		say(err, errlen,
+		    "content uses {timestamp} but neither timestamp_header nor "
 		    "timestamp_param is set");
 		return -1;
 	}
@@ -591,7 +634,8 @@ verifier_compile(struct json_object *cfg, char *err, size_t errlen)
 	v->handshake = p->handshake;
 
 	if (json_object_is_type(cfg, json_type_object)) {
-		json_object_object_foreach(cfg, key, val) {
+		json_object_object_foreach(cfg, key, val)
+		{
 			size_t i;
 
 			for (i = 0; i < ARRAY_SIZE(config_keys); i++) {
@@ -603,7 +647,8 @@ verifier_compile(struct json_object *cfg, char *err, size_t errlen)
 				goto fail;
 			}
 			if (!(config_keys[i].kinds & (1u << v->kind))) {
-				say(err, errlen, "%.64s does not apply to scheme %s", key, v->scheme);
+				say(err, errlen, "%.64s does not apply to scheme %s", key,
+				    v->scheme);
 				goto fail;
 			}
 			if (strcmp(key, "scheme") != 0 && apply_key(v, key, val, err, errlen) < 0)
@@ -616,8 +661,8 @@ verifier_compile(struct json_object *cfg, char *err, size_t errlen)
 		v->delivery_header = xstrdup(v->id_header);
 
 	if (v->kind != VERIFY_KIND_NONE && v->alg != VERIFY_ALG_ED25519) {
-		static const char *const digests[] = { "SHA256", "SHA1", "SHA512" };
-		static const size_t lens[] = { 32, 20, 64 };
+		static const char *const digests[] = {"SHA256", "SHA1", "SHA512"};
+		static const size_t lens[] = {32, 20, 64};
 
 		v->digest = digests[v->alg];
 		v->sig_len = lens[v->alg];
@@ -657,15 +702,11 @@ int
 verify_http_status(enum verify_result r)
 {
 	switch (r) {
-	case VERIFY_OK:
-		return 200;
-	case VERIFY_MISSING:
-		return 400;
+	case VERIFY_OK: return 200;
+	case VERIFY_MISSING: return 400;
 	case VERIFY_INVALID:
-	case VERIFY_STALE:
-		return 401;
-	case VERIFY_NO_SECRET:
-		break;
+	case VERIFY_STALE: return 401;
+	case VERIFY_NO_SECRET: break;
 	}
 	return 500;
 }
@@ -673,7 +714,7 @@ verify_http_status(enum verify_result r)
 const char *
 verify_result_name(enum verify_result r)
 {
-	static const char *const names[] = { "ok", "missing", "invalid", "stale", "no_secret" };
+	static const char *const names[] = {"ok", "missing", "invalid", "stale", "no_secret"};
 
 	return (unsigned)r < ARRAY_SIZE(names) ? names[r] : "unknown";
 }
@@ -734,8 +775,8 @@ take_signature(const struct verifier *v, struct parsed *p, const char *s, size_t
 
 /* Take the signature header apart: signatures, and a timestamp item if configured. */
 static enum verify_result
-parse_signature_header(const struct verifier *v, const char *value, struct parsed *p,
-    char *why, size_t whylen)
+parse_signature_header(
+    const struct verifier *v, const char *value, struct parsed *p, char *why, size_t whylen)
 {
 	const char *s = value;
 	size_t plen = v->prefix != NULL ? strlen(v->prefix) : 0;
@@ -787,8 +828,7 @@ parse_signature_header(const struct verifier *v, const char *value, struct parse
 
 /* Decode the secrets into keys; the count of usable ones. */
 static int
-decode_keys(const struct verifier *v, const char *const *secrets, int nsecrets,
-    struct key *keys)
+decode_keys(const struct verifier *v, const char *const *secrets, int nsecrets, struct key *keys)
 {
 	int n = 0;
 
@@ -805,9 +845,7 @@ decode_keys(const struct verifier *v, const char *const *secrets, int nsecrets,
 			memcpy(keys[n].buf, s, len);
 			got = (int)len;
 			break;
-		case VERIFY_KEY_HEX:
-			got = hex_decode(s, len, keys[n].buf, len);
-			break;
+		case VERIFY_KEY_HEX: got = hex_decode(s, len, keys[n].buf, len); break;
 		case VERIFY_KEY_WHSEC:
 			if (strncmp(s, "whsec_", 6) == 0) {
 				s += 6;
@@ -815,9 +853,7 @@ decode_keys(const struct verifier *v, const char *const *secrets, int nsecrets,
 			}
 			/* FALLTHROUGH */
 		case VERIFY_KEY_BASE64:
-		default:
-			got = base64_decode(s, len, keys[n].buf, len);
-			break;
+		default: got = base64_decode(s, len, keys[n].buf, len); break;
 		}
 		if (got <= 0 ||
 		    (v->alg == VERIFY_ALG_ED25519 && got != crypto_sign_PUBLICKEYBYTES)) {
@@ -864,8 +900,8 @@ hmac_pieces(const struct verifier *v, EVP_MAC_CTX *ctx, const struct key *k,
 
 /* 1 when any (message, key, signature) triple verifies. */
 static int
-match_any(const struct verifier *v, const struct message *msgs, int nmsgs,
-    const struct key *keys, int nkeys, const struct parsed *p)
+match_any(const struct verifier *v, const struct message *msgs, int nmsgs, const struct key *keys,
+    int nkeys, const struct parsed *p)
 {
 	unsigned char mac[VERIFY_SIG_MAX];
 	EVP_MAC_CTX *ctx;
@@ -888,8 +924,8 @@ match_any(const struct verifier *v, const struct message *msgs, int nmsgs,
 			}
 			for (int k = 0; k < nkeys && !ok; k++) {
 				for (int s = 0; s < p->nsigs && !ok; s++)
-					ok = crypto_sign_verify_detached(p->sig[s], buf, total,
-					         keys[k].buf) == 0;
+					ok = crypto_sign_verify_detached(
+					         p->sig[s], buf, total, keys[k].buf) == 0;
 			}
 			free(buf);
 		}
@@ -913,31 +949,19 @@ match_any(const struct verifier *v, const struct message *msgs, int nmsgs,
 
 /* The content template's pieces for this request. */
 static void
-build_template(const struct verifier *v, const struct verify_input *in,
-    const struct parsed *p, struct message *m)
+build_template(const struct verifier *v, const struct verify_input *in, const struct parsed *p,
+    struct message *m)
 {
 	for (size_t i = 0; i < v->nsegs; i++) {
 		const struct segment *s = &v->segs[i];
 
 		switch (s->kind) {
-		case VERIFY_SEG_LITERAL:
-			msg_add(m, s->text, s->len);
-			break;
-		case VERIFY_SEG_BODY:
-			msg_add(m, in->body, in->body_len);
-			break;
-		case VERIFY_SEG_TIMESTAMP:
-			msg_add(m, p->ts, p->ts_len);
-			break;
-		case VERIFY_SEG_ID:
-			msg_add(m, p->id, p->id_len);
-			break;
-		case VERIFY_SEG_URL:
-			msg_add(m, in->url, strlen(in->url));
-			break;
-		case VERIFY_SEG_METHOD:
-			msg_add(m, in->method, strlen(in->method));
-			break;
+		case VERIFY_SEG_LITERAL: msg_add(m, s->text, s->len); break;
+		case VERIFY_SEG_BODY: msg_add(m, in->body, in->body_len); break;
+		case VERIFY_SEG_TIMESTAMP: msg_add(m, p->ts, p->ts_len); break;
+		case VERIFY_SEG_ID: msg_add(m, p->id, p->id_len); break;
+		case VERIFY_SEG_URL: msg_add(m, in->url, strlen(in->url)); break;
+		case VERIFY_SEG_METHOD: msg_add(m, in->method, strlen(in->method)); break;
 		}
 	}
 }
@@ -1015,8 +1039,8 @@ form_parse(const unsigned char *body, size_t len, char *scratch, struct form_pai
 				pairs = xrealloc(pairs, cap * sizeof(*pairs));
 			}
 			pairs[n].name = scratch + used;
-			pairs[n].nlen = form_decode(s, (size_t)((eq ? eq : stop) - s),
-			    scratch + used);
+			pairs[n].nlen =
+			    form_decode(s, (size_t)((eq ? eq : stop) - s), scratch + used);
 			used += pairs[n].nlen;
 			pairs[n].val = scratch + used;
 			pairs[n].vlen = eq != NULL ? form_decode(eq + 1, (size_t)(stop - eq - 1),
@@ -1174,8 +1198,8 @@ json_ts_stale(const struct verifier *v, const struct verify_input *in)
 
 /* Read what the request's headers carry: signatures, timestamp, id. */
 static enum verify_result
-read_headers(const struct verifier *v, const struct verify_input *in, struct parsed *p,
-    char *why, size_t whylen)
+read_headers(const struct verifier *v, const struct verify_input *in, struct parsed *p, char *why,
+    size_t whylen)
 {
 	const char *value = get_header(in, v->header);
 	enum verify_result r;
@@ -1240,14 +1264,14 @@ build_twilio(const struct verify_input *in, struct message msgs[2], char *urls[2
 }
 
 enum verify_result
-verify_check(const struct verifier *v, const struct verify_input *in,
-    const char *const *secrets, int nsecrets, char *why, size_t whylen)
+verify_check(const struct verifier *v, const struct verify_input *in, const char *const *secrets,
+    int nsecrets, char *why, size_t whylen)
 {
 	struct parsed *p = NULL;
 	struct message msgs[2];
 	struct key *keys = NULL;
 	struct form_pair *pairs = NULL;
-	char *urls[2] = { NULL, NULL }, *scratch = NULL;
+	char *urls[2] = {NULL, NULL}, *scratch = NULL;
 	const char *hash = NULL;
 	size_t hashlen = 0;
 	int nmsgs, nkeys = 0;
@@ -1345,15 +1369,14 @@ reply(struct json_object *o)
 }
 
 int
-verify_handshake(const struct verifier *v, struct json_object *body,
-    const char *const *secrets, int nsecrets, char **reply_json)
+verify_handshake(const struct verifier *v, struct json_object *body, const char *const *secrets,
+    int nsecrets, char **reply_json)
 {
 	*reply_json = NULL;
 	if (body == NULL || !json_object_is_type(body, json_type_object))
 		return 0;
 	switch (v->handshake) {
-	case VERIFY_HS_NONE:
-		return 0;
+	case VERIFY_HS_NONE: return 0;
 	case VERIFY_HS_SLACK: {
 		const char *type = json_get_str(body, "type");
 		const char *challenge = json_get_str(body, "challenge");
@@ -1370,7 +1393,7 @@ verify_handshake(const struct verifier *v, struct json_object *body,
 		const char *event = json_get_str(body, "event");
 		const char *token = json_get_str(json_get_obj(body, "payload"), "plainToken");
 		struct verifier hv;
-		struct message m = { NULL, 0, 0 };
+		struct message m = {NULL, 0, 0};
 		struct key *keys;
 		unsigned char mac[VERIFY_SIG_MAX];
 		char hex[2 * VERIFY_SIG_MAX + 1];

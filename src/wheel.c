@@ -22,36 +22,35 @@
  * added: a slot is always cascaded before a timer with the same expiry can be added to a
  * lower level directly, and cascading keeps list order.
  *
- * Timers added with an expiry at or before now go on the due list, fired (sorted stably by expiry) at
- * the start of the next wheel_advance; the firing list holds what is being fired.
+ * Timers added with an expiry at or before now go on the due list, fired (sorted stably by expiry)
+ * at the start of the next wheel_advance; the firing list holds what is being fired.
  */
-#define WHEEL_BITS 6
-#define WHEEL_SLOTS (1u << WHEEL_BITS)
-#define WHEEL_MASK ((uint64_t)WHEEL_SLOTS - 1)
-#define WHEEL_LEVELS 6
+#define WHEEL_BITS       6
+#define WHEEL_SLOTS      (1u << WHEEL_BITS)
+#define WHEEL_MASK       ((uint64_t)WHEEL_SLOTS - 1)
+#define WHEEL_LEVELS     6
 #define WHEEL_RANGE_BITS (WHEEL_BITS * WHEEL_LEVELS)
 #define WHEEL_RANGE_MASK ((UINT64_C(1) << WHEEL_RANGE_BITS) - 1)
 
 /* Lists after the WHEEL_LEVELS * WHEEL_SLOTS slots. */
 enum wheel_list {
 	WHEEL_LIST_OVERFLOW = WHEEL_LEVELS * WHEEL_SLOTS, /* beyond the top level's range */
-	WHEEL_LIST_DUE,                                    /* added at or before now */
-	WHEEL_LIST_FIRING,                                 /* being fired by wheel_advance */
-	WHEEL_NLISTS,                                      /* number of lists */
+	WHEEL_LIST_DUE,                                   /* added at or before now */
+	WHEEL_LIST_FIRING,                                /* being fired by wheel_advance */
+	WHEEL_NLISTS,                                     /* number of lists */
 };
 
 struct wheel {
-	uint64_t now;                     /* everything due by now has fired */
-	size_t count;                     /* pending timers */
-	uint64_t occupied[WHEEL_LEVELS];  /* bit s: slot s of the level is non-empty */
-	uint64_t overflow_min;            /* no overflow timer expires earlier (may be stale) */
-	int advancing;                    /* inside wheel_advance */
-	int due_sorted;                   /* the due list is in expiry order */
+	uint64_t now;                    /* everything due by now has fired */
+	size_t count;                    /* pending timers */
+	uint64_t occupied[WHEEL_LEVELS]; /* bit s: slot s of the level is non-empty */
+	uint64_t overflow_min;           /* no overflow timer expires earlier (may be stale) */
+	int advancing;                   /* inside wheel_advance */
+	int due_sorted;                  /* the due list is in expiry order */
 	struct wheel_link lists[WHEEL_NLISTS];
 };
 
-#define timer_of(l) \
-	((struct wheel_timer *)(void *)((char *)(l) - offsetof(struct wheel_timer, link)))
+#define timer_of(l) ((struct wheel_timer *)(void *)((char *)(l)-offsetof(struct wheel_timer, link)))
 
 static void
 list_init(struct wheel_link *head)

@@ -15,8 +15,8 @@ hello_cb(struct evhttp_request *req, void *arg)
 	struct evbuffer *out = evbuffer_new();
 	size_t n = evbuffer_get_length(evhttp_request_get_input_buffer(req));
 
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	    "application/json");
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(req), "Content-Type", "application/json");
 	evbuffer_add_printf(out, "{\"status\":\"ok\",\"bytes\":%zu}", n);
 	evhttp_send_reply(req, 200, "OK", out);
 	evbuffer_free(out);

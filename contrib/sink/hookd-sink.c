@@ -53,11 +53,11 @@
 
 struct record {
 	char *method;
-	char *target; /* path and query as sent */
+	char *target;  /* path and query as sent */
 	char *headers; /* a JSON object, names lower-cased */
 	char *body;
 	size_t body_len;
-	double ms; /* unix time of receipt, milliseconds */
+	double ms;     /* unix time of receipt, milliseconds */
 	unsigned conn; /* connection number */
 };
 
@@ -341,8 +341,8 @@ conn_note(struct evhttp_request *req)
 
 		/* A TLS answer leaves in several records: do not let Nagle hold the last one. */
 		if (bev != NULL && bufferevent_getfd(bev) >= 0)
-			(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
-			    sizeof(one));
+			(void)setsockopt(
+			    bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		sc = xmalloc(sizeof(*sc));
 		sc->evcon = evcon;
 		sc->id = ++next_conn_id;

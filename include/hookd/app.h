@@ -27,26 +27,26 @@ struct app {
 	struct event_base *base;
 	struct evdns_base *dns;
 	struct config cfg;
-	const char *config_path;     /* NULL: defaults and environment only */
-	char *database_url;          /* resolved from cfg */
-	char instance[64];           /* "host:pid", names this process in leases */
+	const char *config_path; /* NULL: defaults and environment only */
+	char *database_url;      /* resolved from cfg */
+	char instance[64];       /* "host:pid", names this process in leases */
 	struct db *db;
 	struct db_listen *listen;
 	struct http_server *http;
 	struct auth *auth;
-	struct wheel_driver *wheel;  /* retry timers */
-	struct sources *sources;     /* inbound sources cache */
-	struct ingest *ingest;       /* inbound receive path */
-	struct process *process;     /* inbound handler worker */
+	struct wheel_driver *wheel;          /* retry timers */
+	struct sources *sources;             /* inbound sources cache */
+	struct ingest *ingest;               /* inbound receive path */
+	struct process *process;             /* inbound handler worker */
 	struct subscriptions *subscriptions; /* outbound subscriptions cache */
-	struct deliver *deliver;     /* outbound delivery worker */
-	struct http_client *client;  /* outbound HTTP */
-	struct capture *capture;     /* change reader */
-	unsigned char master_key[32]; /* seals secrets at rest */
-	int schema_version;          /* applied version, -1 while unknown */
-	int migrating;               /* a migration is running */
-	int draining;                /* SIGTERM received */
-	uint64_t started_ms;         /* wall clock at start */
+	struct deliver *deliver;             /* outbound delivery worker */
+	struct http_client *client;          /* outbound HTTP */
+	struct capture *capture;             /* change reader */
+	unsigned char master_key[32];        /* seals secrets at rest */
+	int schema_version;                  /* applied version, -1 while unknown */
+	int migrating;                       /* a migration is running */
+	int draining;                        /* SIGTERM received */
+	uint64_t started_ms;                 /* wall clock at start */
 };
 
 /* The pool options the configuration implies. */

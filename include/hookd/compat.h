@@ -35,8 +35,8 @@ void compat_sources_ensure(struct app *app, const struct compat_source_spec *spe
  * with NULL after a few seconds or on shutdown (answer 503).
  */
 typedef void (*compat_source_cb)(struct http_req *r, struct source *s, void *arg);
-void compat_source_get(struct app *app, const char *slug, struct http_req *r,
-    compat_source_cb cb, void *arg);
+void compat_source_get(
+    struct app *app, const char *slug, struct http_req *r, compat_source_cb cb, void *arg);
 
 /* An environment variable's value read once at start-up (NULL when unset or empty). */
 const char *compat_env(const char *name);
@@ -50,8 +50,8 @@ int compat_env_true(const char *name);
  * was verified (the result is then VERIFY_OK).
  */
 enum verify_result compat_verify(const struct verifier *v, struct http_req *r,
-    const unsigned char *body, size_t body_len, const struct source *s,
-    const char *env_secret, int *checked) WUR;
+    const unsigned char *body, size_t body_len, const struct source *s, const char *env_secret,
+    int *checked) WUR;
 
 /* 1 for application/json or application/<anything>+json. */
 int compat_is_json(const char *content_type);

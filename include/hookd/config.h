@@ -12,7 +12,8 @@ enum config_type {
 	CONFIG_STRING,   /* free text */
 	CONFIG_INT,      /* integer within bounds */
 	CONFIG_BOOL,     /* on/off, true/false, yes/no, 1/0 */
-	CONFIG_DURATION, /* stored in milliseconds; "250ms", "5s", "2m", "1h"; bare numbers are seconds */
+	CONFIG_DURATION, /* stored in milliseconds; "250ms", "5s", "2m", "1h"; bare numbers are
+	                    seconds */
 	CONFIG_SIZE,     /* stored in bytes; "512", "64KiB", "1MiB", "1GiB" (k/m/g accepted too) */
 	CONFIG_LOGLEVEL, /* error, warn, info, debug */
 };
@@ -66,10 +67,10 @@ struct config_key {
 	const char *name;
 	enum config_type type;
 	size_t offset;
-	int64_t min, max;  /* bounds for numeric types */
-	const char *def;   /* default, in file syntax */
-	int reloadable;    /* SIGHUP may change it */
-	const char *env;   /* extra environment name besides HOOKD_<NAME>, or NULL */
+	int64_t min, max; /* bounds for numeric types */
+	const char *def;  /* default, in file syntax */
+	int reloadable;   /* SIGHUP may change it */
+	const char *env;  /* extra environment name besides HOOKD_<NAME>, or NULL */
 	const char *help;
 };
 

@@ -18,15 +18,15 @@ struct db_stmt; /* a statement prepared on every pool connection */
 struct db_req;  /* a queued or in-flight group: the token db_cancel takes */
 
 struct db_options {
-	const char *conninfo;        /* libpq URL or key=value string */
+	const char *conninfo; /* libpq URL or key=value string */
 	const char *application_name;
-	int pool_size;               /* connections (>= 1) */
-	int connect_timeout_ms;      /* one attempt, name resolution included */
-	int reconnect_min_ms;        /* first back-off delay; doubles per failure */
-	int reconnect_max_ms;        /* back-off ceiling; +-20% jitter on every delay */
-	int pipeline_depth;          /* groups in flight per connection */
-	int statement_timeout_ms;    /* server-side statement_timeout, 0 = none */
-	int queue_timeout_ms;        /* a group waiting longer for a connection fails */
+	int pool_size;            /* connections (>= 1) */
+	int connect_timeout_ms;   /* one attempt, name resolution included */
+	int reconnect_min_ms;     /* first back-off delay; doubles per failure */
+	int reconnect_max_ms;     /* back-off ceiling; +-20% jitter on every delay */
+	int pipeline_depth;       /* groups in flight per connection */
+	int statement_timeout_ms; /* server-side statement_timeout, 0 = none */
+	int queue_timeout_ms;     /* a group waiting longer for a connection fails */
 };
 
 enum db_status {
@@ -38,10 +38,10 @@ enum db_status {
 
 struct db_result {
 	enum db_status status;
-	const char *error;           /* human-readable; NULL on DB_OK */
-	const char *sqlstate;        /* five characters for DB_ERR_SQL, else NULL */
-	int nres;                    /* statements in the group */
-	PGresult *const *res;        /* one per statement; valid only during the callback */
+	const char *error;    /* human-readable; NULL on DB_OK */
+	const char *sqlstate; /* five characters for DB_ERR_SQL, else NULL */
+	int nres;             /* statements in the group */
+	PGresult *const *res; /* one per statement; valid only during the callback */
 };
 
 /*
@@ -72,16 +72,16 @@ void db_param_null(struct db_params *p);
  * statements (INSERT ... SELECT FROM unnest($1::uuid[], ...)): no escaping, no parsing.
  */
 struct db_array {
-	unsigned elem_oid;  /* DB_OID_* */
+	unsigned elem_oid; /* DB_OID_* */
 	int n;
 	int has_null;
-	char *buf;          /* header, then (length, bytes) per element */
+	char *buf; /* header, then (length, bytes) per element */
 	size_t len, cap;
 };
-#define DB_OID_BOOL 16
+#define DB_OID_BOOL  16
 #define DB_OID_BYTEA 17
-#define DB_OID_TEXT 25
-#define DB_OID_UUID 2950
+#define DB_OID_TEXT  25
+#define DB_OID_UUID  2950
 #define DB_OID_JSONB 3802
 void db_array_init(struct db_array *a, unsigned elem_oid);
 /* Append an element in the type's binary form; data NULL appends SQL NULL. */
@@ -95,8 +95,7 @@ void db_array_add_bool(struct db_array *a, int v);
 void db_param_array(struct db_params *p, struct db_array *a);
 void db_array_free(struct db_array *a);
 
-struct db *db_create(struct event_base *base, struct evdns_base *dns,
-    const struct db_options *opt);
+struct db *db_create(struct event_base *base, struct evdns_base *dns, const struct db_options *opt);
 /* Change the reloadable options (timeouts, depth, back-off) of a running pool. */
 void db_set_options(struct db *db, const struct db_options *opt);
 /* Register a statement; it is prepared on every connection before that connection is used. */
@@ -124,10 +123,10 @@ void db_group_sql(struct db_group *g, const char *sql, const struct db_params *p
 struct db_req *db_group_send(struct db_group *g, db_cb cb, void *arg);
 
 /* One-statement groups. p may be NULL for no parameters. */
-struct db_req *db_exec(struct db *db, const struct db_stmt *s, const struct db_params *p,
-    db_cb cb, void *arg);
-struct db_req *db_query(struct db *db, const char *sql, const struct db_params *p, db_cb cb,
-    void *arg);
+struct db_req *db_exec(
+    struct db *db, const struct db_stmt *s, const struct db_params *p, db_cb cb, void *arg);
+struct db_req *db_query(
+    struct db *db, const char *sql, const struct db_params *p, db_cb cb, void *arg);
 
 /* Forget the callback. The statements may still run; req must not be used again. */
 void db_cancel(struct db_req *req);

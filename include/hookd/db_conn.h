@@ -14,11 +14,11 @@ struct db_options;
 struct db_conn;
 
 enum db_conn_state {
-	DB_CONN_IDLE, /* not started, or stopped: no socket, no timer */
-	DB_CONN_RESOLVING, /* evdns lookups of the host names in flight */
+	DB_CONN_IDLE,       /* not started, or stopped: no socket, no timer */
+	DB_CONN_RESOLVING,  /* evdns lookups of the host names in flight */
 	DB_CONN_CONNECTING, /* PQconnectPoll steps in progress */
-	DB_CONN_READY, /* connected and non-blocking: the owner sends and reads */
-	DB_CONN_BACKOFF, /* waiting before the next attempt */
+	DB_CONN_READY,      /* connected and non-blocking: the owner sends and reads */
+	DB_CONN_BACKOFF,    /* waiting before the next attempt */
 };
 
 /*

@@ -17,25 +17,25 @@ void deliver_kick(struct deliver *d);
 int deliver_busy(const struct deliver *d);
 
 enum deliver_test_status {
-	DELIVER_TEST_DONE, /* the attempt was made and its outcome committed */
-	DELIVER_TEST_NOT_FOUND, /* no such subscription */
-	DELIVER_TEST_DISABLED, /* the subscription is disabled */
-	DELIVER_TEST_PENDING, /* published, but no outcome in time (see delivery_id) */
+	DELIVER_TEST_DONE,        /* the attempt was made and its outcome committed */
+	DELIVER_TEST_NOT_FOUND,   /* no such subscription */
+	DELIVER_TEST_DISABLED,    /* the subscription is disabled */
+	DELIVER_TEST_PENDING,     /* published, but no outcome in time (see delivery_id) */
 	DELIVER_TEST_UNAVAILABLE, /* the database is unavailable, or hookd is shutting down */
 };
 
 /* What a test send did; strings are valid during the callback only. */
 struct deliver_test_result {
 	enum deliver_test_status status;
-	const char *error; /* why, for every status but DONE; else the attempt's error */
+	const char *error;       /* why, for every status but DONE; else the attempt's error */
 	const char *delivery_id; /* NULL unless the delivery was made */
 	const char *message_id;
 	const char *delivery_status; /* "succeeded", "dead" or "pending" */
-	int success; /* a 2xx came back */
-	int status_code; /* 0: no response */
+	int success;                 /* a 2xx came back */
+	int status_code;             /* 0: no response */
 	double duration_ms;
 	const char *response_body; /* NULL: none */
-	uint64_t started_ms; /* wall clock */
+	uint64_t started_ms;       /* wall clock */
 };
 typedef void (*deliver_test_cb)(const struct deliver_test_result *r, void *arg);
 

@@ -19,14 +19,14 @@ struct http_call; /* one request in flight: the token http_call_cancel takes */
  * certificates and host names are verified unless tls_insecure is set.
  */
 struct http_client_options {
-	int max_per_origin;         /* connections per origin (default 8) */
-	int idle_timeout_ms;        /* a kept-alive connection idle this long is closed (60 s) */
-	size_t max_response_body;   /* body bytes kept, the rest read and dropped (16 KiB) */
-	const struct cidr *allow;   /* networks allowed despite the SSRF guard (copied) */
+	int max_per_origin;       /* connections per origin (default 8) */
+	int idle_timeout_ms;      /* a kept-alive connection idle this long is closed (60 s) */
+	size_t max_response_body; /* body bytes kept, the rest read and dropped (16 KiB) */
+	const struct cidr *allow; /* networks allowed despite the SSRF guard (copied) */
 	int nallow;
-	int tls_insecure;           /* 1: skip certificate and host name verification (escape hatch) */
-	const char *ca_file;        /* extra CA bundle (PEM) besides the system store, or NULL */
-	const char *user_agent;     /* NULL: "hookd/VERSION" */
+	int tls_insecure;       /* 1: skip certificate and host name verification (escape hatch) */
+	const char *ca_file;    /* extra CA bundle (PEM) besides the system store, or NULL */
+	const char *user_agent; /* NULL: "hookd/VERSION" */
 };
 
 struct http_header {
@@ -40,16 +40,16 @@ struct http_header {
  * and Trailer headers are dropped. Header values are never logged (they carry signatures).
  */
 struct http_call_request {
-	const char *url;                 /* http:// or https:// */
-	const char *method;              /* NULL: "POST" */
+	const char *url;    /* http:// or https:// */
+	const char *method; /* NULL: "POST" */
 	const struct http_header *headers;
 	int nheaders;
 	const char *body;
 	size_t body_len;
-	int timeout_ms;                  /* the whole attempt: DNS, connect, TLS, request, response,
-	                                    not the wait for a free connection; 0: 30 s */
-	const struct cidr *pin;          /* if set, the connected address must be in one of these */
-	int npin;                        /* (and then private ranges in them are allowed) */
+	int timeout_ms;         /* the whole attempt: DNS, connect, TLS, request, response,
+	                           not the wait for a free connection; 0: 30 s */
+	const struct cidr *pin; /* if set, the connected address must be in one of these */
+	int npin;               /* (and then private ranges in them are allowed) */
 };
 
 enum http_call_error {
@@ -69,16 +69,16 @@ enum http_call_error {
 /* Valid during the callback only: copy what you keep. */
 struct http_call_result {
 	enum http_call_error error;
-	const char *error_text;     /* human-readable detail, never NULL */
-	int status;                 /* HTTP status (error == HTTP_CALL_OK) */
-	const char *body;           /* response body, at most max_response_body bytes */
+	const char *error_text; /* human-readable detail, never NULL */
+	int status;             /* HTTP status (error == HTTP_CALL_OK) */
+	const char *body;       /* response body, at most max_response_body bytes */
 	size_t body_len;
 	int body_truncated;
-	const char *retry_after;    /* the Retry-After header, or NULL */
-	const char *location;       /* the Location header, or NULL (redirects are not followed) */
-	double duration_ms;         /* from the call to the result */
-	const char *remote;         /* "address:port" connected to, or "" */
-	int reused;                 /* a kept-alive connection carried the request */
+	const char *retry_after; /* the Retry-After header, or NULL */
+	const char *location;    /* the Location header, or NULL (redirects are not followed) */
+	double duration_ms;      /* from the call to the result */
+	const char *remote;      /* "address:port" connected to, or "" */
+	int reused;              /* a kept-alive connection carried the request */
 };
 
 /*
@@ -98,8 +98,8 @@ typedef void (*http_call_cb)(const struct http_call_result *r, void *arg);
  * Metrics: hookd_http_client_requests_total{outcome}, hookd_http_client_connections{state},
  * hookd_http_client_duration_seconds.
  */
-struct http_client *http_client_new(struct event_base *base, struct evdns_base *dns,
-    const struct http_client_options *opt) WUR;
+struct http_client *http_client_new(
+    struct event_base *base, struct evdns_base *dns, const struct http_client_options *opt) WUR;
 /*
  * Calls still in flight complete with HTTP_CALL_SHUTDOWN (from the loop), then it is freed:
  * keep the loop running until it has (event_base_dispatch returns once it is done). With
@@ -110,8 +110,8 @@ void http_client_free(struct http_client *c);
  * Start a request. cb is called exactly once, from the loop (never inside this call),
  * unless http_call_cancel is called first. The request's strings are copied.
  */
-struct http_call *http_client_call(struct http_client *c, const struct http_call_request *req,
-    http_call_cb cb, void *arg);
+struct http_call *http_client_call(
+    struct http_client *c, const struct http_call_request *req, http_call_cb cb, void *arg);
 /*
  * Drop a call in any phase (queued, resolving, connecting, TLS, sending, receiving, or
  * finished but not yet reported): its callback never runs and its connection is closed.

@@ -26,8 +26,8 @@ struct http_response {
 	const char *location;    /* the first Location value, or NULL */
 	const char *body;        /* the first max_body bytes of the body (NULL when none) */
 	size_t body_len;
-	int body_truncated;      /* more body arrived than was kept */
-	uint64_t body_total;     /* body bytes received (decoded, for chunked) */
+	int body_truncated;  /* more body arrived than was kept */
+	uint64_t body_total; /* body bytes received (decoded, for chunked) */
 };
 
 /*

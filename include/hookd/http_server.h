@@ -23,10 +23,10 @@ enum http_route_flag {
 };
 
 struct http_limits {
-	size_t max_body;        /* larger bodies get a JSON 413 */
-	size_t max_header;      /* request line plus headers */
-	int timeout_ms;         /* read and write timeout on client connections */
-	int max_connections;    /* past it, listeners pause until a connection closes */
+	size_t max_body;     /* larger bodies get a JSON 413 */
+	size_t max_header;   /* request line plus headers */
+	int timeout_ms;      /* read and write timeout on client connections */
+	int max_connections; /* past it, listeners pause until a connection closes */
 };
 
 struct http_server *http_server_new(struct event_base *base, const struct http_limits *lim);
@@ -37,8 +37,8 @@ int http_server_listen(struct http_server *s, const char *addrs, char *err, size
 int http_server_port(const struct http_server *s);
 void http_server_set_limits(struct http_server *s, const struct http_limits *lim);
 /* Admin authentication: returns 1 when token is a live admin key. */
-void http_server_set_auth(struct http_server *s, int (*auth)(const char *token, void *arg),
-    void *arg);
+void http_server_set_auth(
+    struct http_server *s, int (*auth)(const char *token, void *arg), void *arg);
 /* Add a route; aborts on a malformed pattern (a programming error). */
 void http_server_route(struct http_server *s, const char *method, const char *pattern,
     unsigned flags, http_handler fn, void *arg);
@@ -79,7 +79,7 @@ void http_reply_json(struct http_req *r, int status, struct json_object *body);
 /* Reply {"error": code, "message": text}. */
 void http_reply_error(struct http_req *r, int status, const char *code, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
-void http_reply_raw(struct http_req *r, int status, const char *content_type, const void *body,
-    size_t len);
+void http_reply_raw(
+    struct http_req *r, int status, const char *content_type, const void *body, size_t len);
 
 #endif

@@ -13,14 +13,14 @@ struct ingest;
 
 /* What a receiver hands over once it has verified and parsed a request. */
 struct ingest_event {
-	struct source *source;      /* the caller keeps its reference until the callback */
-	const char *event_type;     /* or NULL */
-	const char *external_id;    /* dedupe key, or NULL for no dedupe */
-	const char *payload;        /* JSON text for the jsonb column */
+	struct source *source;   /* the caller keeps its reference until the callback */
+	const char *event_type;  /* or NULL */
+	const char *external_id; /* dedupe key, or NULL for no dedupe */
+	const char *payload;     /* JSON text for the jsonb column */
 	size_t payload_len;
-	const unsigned char *raw;   /* the body exactly as received */
+	const unsigned char *raw; /* the body exactly as received */
 	size_t raw_len;
-	const char *headers;        /* JSON object text of the stored headers */
+	const char *headers; /* JSON object text of the stored headers */
 };
 
 enum ingest_status {
@@ -32,9 +32,9 @@ enum ingest_status {
 
 struct ingest_result {
 	enum ingest_status status;
-	const char *id;                /* the event's id (STORED, DUPLICATE) */
-	const char *error;             /* why, for UNAVAILABLE and REJECTED */
-	struct json_object *answer;    /* a sync handler's answer (borrowed; NULL otherwise) */
+	const char *id;             /* the event's id (STORED, DUPLICATE) */
+	const char *error;          /* why, for UNAVAILABLE and REJECTED */
+	struct json_object *answer; /* a sync handler's answer (borrowed; NULL otherwise) */
 };
 
 typedef void (*ingest_cb)(const struct ingest_result *r, void *arg);

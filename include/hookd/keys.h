@@ -6,8 +6,8 @@
 #include <stddef.h>
 
 /* "hk_" + 43 base64url characters (32 random bytes). */
-#define KEYS_LEN 46
-#define KEYS_HASH_LEN 64
+#define KEYS_LEN        46
+#define KEYS_HASH_LEN   64
 #define KEYS_PREFIX_LEN 11
 
 /* A fresh key into out (KEYS_LEN + 1 bytes). */

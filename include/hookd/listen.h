@@ -11,8 +11,8 @@ struct db_listen;
 
 typedef void (*listen_cb)(const char *channel, const char *payload, void *arg);
 
-struct db_listen *listen_create(struct event_base *base, struct evdns_base *dns,
-    const struct db_options *opt);
+struct db_listen *listen_create(
+    struct event_base *base, struct evdns_base *dns, const struct db_options *opt);
 /* Subscribe before or after listen_start; several subscribers per channel are fine. */
 void listen_subscribe(struct db_listen *l, const char *channel, listen_cb cb, void *arg);
 /*

@@ -27,17 +27,17 @@ void log_vmsg(enum log_level level, const char *req_id, const char *fmt, va_list
     PRINTF_LIKE(3, 0);
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_LEVEL_WARN, NULL, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_LEVEL_INFO, NULL, __VA_ARGS__)
-#define log_debug(...)                                                                     \
-	do {                                                                               \
-		if (log_get_level() >= LOG_LEVEL_DEBUG)                                    \
-			log_msg(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__);                       \
+#define log_warn(...)  log_msg(LOG_LEVEL_WARN, NULL, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LEVEL_INFO, NULL, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log_get_level() >= LOG_LEVEL_DEBUG)                                            \
+			log_msg(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__);                               \
 	} while (0)
 
 /* One access line per HTTP request. */
-void log_access(const char *req_id, const char *method, const char *path, int status,
-    size_t bytes, double ms, const char *peer);
+void log_access(const char *req_id, const char *method, const char *path, int status, size_t bytes,
+    double ms, const char *peer);
 
 /* Append s to buf as JSON string content (no quotes), escaping as JSON requires. */
 size_t log_json_escape(char *buf, size_t len, const char *s);

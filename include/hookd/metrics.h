@@ -14,8 +14,8 @@ struct metric;
  */
 struct metric *metric_counter(const char *name, const char *help, const char *labels);
 struct metric *metric_gauge(const char *name, const char *help, const char *labels);
-struct metric *metric_histogram(const char *name, const char *help, const char *labels,
-    const double *bounds, int nbounds);
+struct metric *metric_histogram(
+    const char *name, const char *help, const char *labels, const double *bounds, int nbounds);
 
 void metric_add(struct metric *m, double v, ...);
 void metric_set(struct metric *m, double v, ...);

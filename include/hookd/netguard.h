@@ -78,8 +78,8 @@ const char *netguard_class_name(enum netguard_class c);
  * a loopback address; add it to outbound_allow_networks to allow it". Call it on the
  * address actually connected to (after DNS), never on the host name.
  */
-int netguard_check(const struct sockaddr *sa, const struct cidr *allow, int nallow, char *why,
-    size_t whylen) WUR;
+int netguard_check(
+    const struct sockaddr *sa, const struct cidr *allow, int nallow, char *why, size_t whylen) WUR;
 
 /* An outbound target, split for the HTTP client. */
 struct target_url {

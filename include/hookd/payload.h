@@ -22,14 +22,14 @@ struct payload_message {
 	const char *id; /* "evt_...", the webhook-id */
 	const char *event_type;
 	uint64_t created_ms; /* wall-clock milliseconds */
-	const char *data; /* JSON text as stored (any white space, key order kept) */
+	const char *data;    /* JSON text as stored (any white space, key order kept) */
 	size_t data_len;
 	const char *op; /* INSERT | UPDATE | DELETE for change messages, else NULL */
 	const char *schema;
 	const char *table;
-	const char *record; /* JSON text, or NULL: data's "record" (null when absent) */
+	const char *record;     /* JSON text, or NULL: data's "record" (null when absent) */
 	const char *old_record; /* JSON text, or NULL: data's "old_record" */
-	const char *timestamp; /* ISO 8601, any offset, or NULL: data's, else created_ms */
+	const char *timestamp;  /* ISO 8601, any offset, or NULL: data's, else created_ms */
 };
 
 /*

@@ -10,25 +10,25 @@
 struct app;
 
 struct publish_request {
-	const char *id;            /* the message id ("evt_..."); NULL makes one */
+	const char *id; /* the message id ("evt_..."); NULL makes one */
 	const char *event_type;
-	const char *data;          /* JSON text, stored as json (the publisher's key order kept) */
+	const char *data; /* JSON text, stored as json (the publisher's key order kept) */
 	size_t data_len;
-	const char *origin;        /* "api", "inbound", "change", "test", "system" */
-	const char *origin_id;     /* what it came from (an inbound event id, ...) or NULL */
-	const char *table_schema;  /* change messages: the table and operation, else NULL */
+	const char *origin;       /* "api", "inbound", "change", "test", "system" */
+	const char *origin_id;    /* what it came from (an inbound event id, ...) or NULL */
+	const char *table_schema; /* change messages: the table and operation, else NULL */
 	const char *table_name;
 	const char *op;
-	const char *only;          /* a subscription id: deliver to it alone, whatever its filter */
+	const char *only; /* a subscription id: deliver to it alone, whatever its filter */
 };
 
 struct publish_result {
 	enum db_status status;
 	const char *error;
-	const char *id;            /* the message id */
-	int created;               /* 0: a message with this id existed (idempotent repeat) */
-	int deliveries;            /* deliveries made (or already made, for a repeat) */
-	const char *created_at;    /* ISO 8601 */
+	const char *id;         /* the message id */
+	int created;            /* 0: a message with this id existed (idempotent repeat) */
+	int deliveries;         /* deliveries made (or already made, for a repeat) */
+	const char *created_at; /* ISO 8601 */
 };
 
 typedef void (*publish_cb)(const struct publish_result *r, void *arg);

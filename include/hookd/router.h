@@ -16,13 +16,13 @@ enum router_result {
 };
 
 struct route_match {
-	void *handler;         /* what router_add was given */
-	unsigned flags;        /* what router_add was given */
-	const char *pattern;   /* the matched pattern, for metrics labels */
+	void *handler;       /* what router_add was given */
+	unsigned flags;      /* what router_add was given */
+	const char *pattern; /* the matched pattern, for metrics labels */
 	int nparams;
 	const char *names[ROUTER_MAX_PARAMS];
 	char *values[ROUTER_MAX_PARAMS]; /* percent-decoded, owned by the match */
-	char allow[96];        /* "GET, HEAD, POST" for ROUTER_METHOD_NOT_ALLOWED */
+	char allow[96];                  /* "GET, HEAD, POST" for ROUTER_METHOD_NOT_ALLOWED */
 };
 
 struct router *router_new(void);
@@ -32,11 +32,11 @@ void router_free(struct router *r);
  * "{name*}" (the rest of the path, possibly empty). GET routes answer HEAD too.
  * Returns 0, or -1 for a malformed pattern.
  */
-int router_add(struct router *r, const char *method, const char *pattern, void *handler,
-    unsigned flags) WUR;
+int router_add(
+    struct router *r, const char *method, const char *pattern, void *handler, unsigned flags) WUR;
 /* Match a request; path excludes the query string. Call route_match_clear afterwards. */
-enum router_result router_match(const struct router *r, const char *method, const char *path,
-    struct route_match *m);
+enum router_result router_match(
+    const struct router *r, const char *method, const char *path, struct route_match *m);
 void route_match_clear(struct route_match *m);
 /* The value of parameter name, or NULL. */
 const char *route_param(const struct route_match *m, const char *name);

@@ -51,8 +51,8 @@ char *sign_hex_body(const char *secret, const char *body, size_t len);
  * one. Returns 0, or -1 (nothing added) when msg_id is empty or holds characters a
  * header may not carry, or a secret yields no key.
  */
-int sign_headers_build(unsigned flags, const char *msg_id, int64_t ts, const char *body,
-    size_t len, const char *const *secrets, int nsecrets,
+int sign_headers_build(unsigned flags, const char *msg_id, int64_t ts, const char *body, size_t len,
+    const char *const *secrets, int nsecrets,
     void (*add)(const char *name, const char *value, void *arg), void *arg) WUR;
 
 /*

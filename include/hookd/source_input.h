@@ -37,9 +37,9 @@ enum source_input_mode {
 };
 
 #define SOURCE_DEFAULT_TOLERANCE 300
-#define SOURCE_MAX_TOLERANCE 86400
-#define SOURCE_MAX_SECRETS 16
-#define SOURCE_SECRET_MAX_LEN 1024
+#define SOURCE_MAX_TOLERANCE     86400
+#define SOURCE_MAX_SECRETS       16
+#define SOURCE_SECRET_MAX_LEN    1024
 
 /*
  * The validated writable fields of a source. Every field holds its value (the default
@@ -47,27 +47,27 @@ enum source_input_mode {
  * Strings and arrays are owned; secret plaintexts are wiped when cleared.
  */
 struct source_input {
-	unsigned given;                /* SOURCE_F_* bits */
+	unsigned given; /* SOURCE_F_* bits */
 	char *slug;
-	char *name;                    /* "" by default */
-	char *description;             /* NULL: none */
-	struct json_object *verifier;  /* normalized object {"scheme": ...} */
-	char **secrets;                /* plaintexts, newest first */
+	char *name;                   /* "" by default */
+	char *description;            /* NULL: none */
+	struct json_object *verifier; /* normalized object {"scheme": ...} */
+	char **secrets;               /* plaintexts, newest first */
 	int nsecrets;
-	int secrets_list;              /* given as "secrets" (an array) rather than "secret" */
-	int secret_generated;          /* secrets[0] was made by source_input_finish */
-	int64_t tolerance;             /* seconds */
-	char **allowed_types;          /* NULL: every event type */
+	int secrets_list;     /* given as "secrets" (an array) rather than "secret" */
+	int secret_generated; /* secrets[0] was made by source_input_finish */
+	int64_t tolerance;    /* seconds */
+	char **allowed_types; /* NULL: every event type */
 	int nallowed;
-	int64_t max_body;              /* bytes; 0: http_max_body_size */
-	double rate_per_sec;           /* 0: no rate limit */
+	int64_t max_body;    /* bytes; 0: http_max_body_size */
+	double rate_per_sec; /* 0: no rate limit */
 	int64_t rate_burst;
-	char **ip_allowlist;           /* canonical CIDR text; NULL: any address */
+	char **ip_allowlist; /* canonical CIDR text; NULL: any address */
 	int nallow;
-	char *dedupe_key;              /* "header:Name" or "json:$.path"; NULL: none */
+	char *dedupe_key; /* "header:Name" or "json:$.path"; NULL: none */
 	char *event_type_key;
-	struct json_object *handler;   /* normalized object {"type": ...} */
-	char *handler_function;        /* sql and sql_sync handlers: the function to look up */
+	struct json_object *handler; /* normalized object {"type": ...} */
+	char *handler_function;      /* sql and sql_sync handlers: the function to look up */
 	int review_required;
 	int active;
 };
@@ -97,8 +97,8 @@ void source_input_merge(struct source_input *base, struct source_input *patch);
  * is 0, one is generated, except where it must come from the provider (an Ed25519 public
  * key): then -1. Returns 0 or -1 with err filled.
  */
-int source_input_finish(struct source_input *in, int existing_live,
-    struct source_input_error *err) WUR;
+int source_input_finish(
+    struct source_input *in, int existing_live, struct source_input_error *err) WUR;
 
 /* How a verifier config turns a secret into a key. */
 enum source_key_encoding {
@@ -112,8 +112,8 @@ enum source_key_encoding {
 /* The key encoding of a (valid) verifier config, object or scheme name. */
 enum source_key_encoding source_verifier_key_encoding(struct json_object *verifier);
 /* 0 when secret suits enc, else -1 with the reason (never the secret) in why. */
-int source_secret_check(enum source_key_encoding enc, const char *secret, char *why,
-    size_t whylen) WUR;
+int source_secret_check(
+    enum source_key_encoding enc, const char *secret, char *why, size_t whylen) WUR;
 /*
  * A new secret for a key encoding: "whsec_" + base64 of 32 random bytes for whsec,
  * otherwise hex of 32 random bytes; NULL for Ed25519 (only the provider has the key).
@@ -129,8 +129,7 @@ void source_secret_hint(const char *secret, char *out, size_t outlen);
  * [{"id":"sec_…","sealed":…,"created_at":ISO,"expires_at":null}], sealed under key.
  * Returns compact JSON (malloc'd).
  */
-char *source_secrets_seal(const unsigned char key[32], char *const *plain, int n,
-    uint64_t now_ms);
+char *source_secrets_seal(const unsigned char key[32], char *const *plain, int n, uint64_t now_ms);
 
 /*
  * Secret rotation on the stored list (JSON array text, newest first, entries {id,
@@ -139,8 +138,8 @@ char *source_secrets_seal(const unsigned char key[32], char *const *plain, int n
  * and earlier; expired entries are dropped. Returns the new stored list (compact JSON
  * without "live", malloc'd), or NULL when list is not a JSON array.
  */
-char *source_secrets_rotate(const char *list, struct json_object *new_entry,
-    const char *expire_iso);
+char *source_secrets_rotate(
+    const char *list, struct json_object *new_entry, const char *expire_iso);
 /*
  * Remove secret id from the stored list. Returns the new list (malloc'd, without "live"),
  * or NULL when there is no such secret; *live_left gets the unexpired secrets that remain.

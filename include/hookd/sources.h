@@ -14,18 +14,19 @@ struct verifier;
 enum handler_type {
 	HANDLER_STORE,    /* store only; the event stays pending (a review queue, seed 002) */
 	HANDLER_SQL,      /* SQL function run after the commit by the process worker, retried */
-	HANDLER_SQL_SYNC, /* SQL function run in the insert's transaction; its answer is the reply */
+	HANDLER_SQL_SYNC, /* SQL function run in the insert's transaction; its answer is the reply
+	                   */
 	HANDLER_PUBLISH,  /* publish the event as an outbound message (outbound issue) */
 };
 
 struct source_handler {
 	enum handler_type type;
-	char *function;       /* SQL handlers: a function name ("schema.fn") taking jsonb */
-	int max_attempts;     /* SQL: attempts in all, default 3 (seed 001) */
-	double backoff_s;     /* SQL: delay before the 2nd attempt, default 2 s */
-	double multiplier;    /* SQL: default 2 */
-	double max_delay_s;   /* SQL: default 60 s */
-	char *event_type;     /* publish: the outbound event type; NULL keeps the inbound one */
+	char *function;     /* SQL handlers: a function name ("schema.fn") taking jsonb */
+	int max_attempts;   /* SQL: attempts in all, default 3 (seed 001) */
+	double backoff_s;   /* SQL: delay before the 2nd attempt, default 2 s */
+	double multiplier;  /* SQL: default 2 */
+	double max_delay_s; /* SQL: default 60 s */
+	char *event_type;   /* publish: the outbound event type; NULL keeps the inbound one */
 };
 
 enum source_key_kind {
@@ -40,9 +41,9 @@ struct source_key {
 };
 
 struct source_secret {
-	char *id;            /* "sec_..." */
-	char *value;         /* plaintext, as the provider gave it (unsealed) */
-	int64_t expires_at;  /* unix seconds; 0 = until removed */
+	char *id;           /* "sec_..." */
+	char *value;        /* plaintext, as the provider gave it (unsealed) */
+	int64_t expires_at; /* unix seconds; 0 = until removed */
 };
 
 /*
@@ -57,20 +58,20 @@ struct source {
 	struct verifier *verifier;
 	struct source_secret *secrets; /* newest first */
 	int nsecrets;
-	int64_t tolerance;             /* seconds; 0 disables timestamp checks */
-	char **allowed_types;          /* NULL: every event type */
+	int64_t tolerance;    /* seconds; 0 disables timestamp checks */
+	char **allowed_types; /* NULL: every event type */
 	int nallowed;
-	int64_t max_body;              /* bytes; 0: http_max_body_size */
-	double rate_per_sec;           /* 0: no rate limit */
+	int64_t max_body;    /* bytes; 0: http_max_body_size */
+	double rate_per_sec; /* 0: no rate limit */
 	int rate_burst;
-	struct cidr *allow;            /* NULL: any client address */
+	struct cidr *allow; /* NULL: any client address */
 	int nallow;
-	struct source_key dedupe;      /* where the external id comes from */
+	struct source_key dedupe; /* where the external id comes from */
 	struct source_key event_type_key;
 	struct source_handler handler;
 	int review_required;
 	int active;
-	double tokens;                 /* token bucket state, carried across refreshes */
+	double tokens; /* token bucket state, carried across refreshes */
 	uint64_t refill_ms;
 };
 
@@ -100,15 +101,15 @@ int source_type_allowed(const struct source *s, const char *type);
  * with a reason naming what is wrong.
  */
 /* A handler config: {"type": "store" | "sql" | "sql_sync" | "publish", ...}. */
-int source_handler_parse(struct json_object *cfg, struct source_handler *h, char *err,
-    size_t errlen);
+int source_handler_parse(
+    struct json_object *cfg, struct source_handler *h, char *err, size_t errlen);
 void source_handler_clear(struct source_handler *h);
 /* "header:Name" or "json:$.path" (NULL or "" gives SOURCE_KEY_NONE). */
 int source_key_parse(const char *spec, struct source_key *k, char *err, size_t errlen);
 void source_key_clear(struct source_key *k);
 /* The value of a key for one request: a header, or a scalar at a JSON path (malloc'd). */
-char *source_key_value(const struct source_key *k, const char *(*header)(void *ctx,
-    const char *name), void *ctx, struct json_object *body);
+char *source_key_value(const struct source_key *k,
+    const char *(*header)(void *ctx, const char *name), void *ctx, struct json_object *body);
 
 /* The admin routes under /api/v1/sources. */
 void api_sources_register(struct app *app);

@@ -13,23 +13,23 @@
 
 /* The writable fields, as bits of subscription_input.given. */
 enum subscription_field {
-	SUB_F_NAME = 1u << 0,              /* name */
-	SUB_F_DESCRIPTION = 1u << 1,       /* description */
-	SUB_F_URL = 1u << 2,               /* url */
-	SUB_F_SECRET = 1u << 3,            /* secret (a non-null one) */
-	SUB_F_ENABLED = 1u << 4,           /* enabled; is_active in seed 003's API */
-	SUB_F_EVENTS = 1u << 5,            /* events */
-	SUB_F_MAX_RETRIES = 1u << 6,       /* max_retries */
-	SUB_F_TIMEOUT = 1u << 7,           /* timeout_seconds */
-	SUB_F_BACKOFF = 1u << 8,           /* retry_backoff_seconds */
-	SUB_F_MULTIPLIER = 1u << 9,        /* retry_multiplier */
-	SUB_F_MAX_DELAY = 1u << 10,        /* retry_max_delay_seconds */
-	SUB_F_JITTER = 1u << 11,           /* retry_jitter */
-	SUB_F_SCHEDULE = 1u << 12,         /* retry_schedule */
-	SUB_F_HEADERS = 1u << 13,          /* headers */
-	SUB_F_IP_ALLOWLIST = 1u << 14,     /* ip_allowlist; ip_whitelist in seed 003's API */
+	SUB_F_NAME = 1u << 0,               /* name */
+	SUB_F_DESCRIPTION = 1u << 1,        /* description */
+	SUB_F_URL = 1u << 2,                /* url */
+	SUB_F_SECRET = 1u << 3,             /* secret (a non-null one) */
+	SUB_F_ENABLED = 1u << 4,            /* enabled; is_active in seed 003's API */
+	SUB_F_EVENTS = 1u << 5,             /* events */
+	SUB_F_MAX_RETRIES = 1u << 6,        /* max_retries */
+	SUB_F_TIMEOUT = 1u << 7,            /* timeout_seconds */
+	SUB_F_BACKOFF = 1u << 8,            /* retry_backoff_seconds */
+	SUB_F_MULTIPLIER = 1u << 9,         /* retry_multiplier */
+	SUB_F_MAX_DELAY = 1u << 10,         /* retry_max_delay_seconds */
+	SUB_F_JITTER = 1u << 11,            /* retry_jitter */
+	SUB_F_SCHEDULE = 1u << 12,          /* retry_schedule */
+	SUB_F_HEADERS = 1u << 13,           /* headers */
+	SUB_F_IP_ALLOWLIST = 1u << 14,      /* ip_allowlist; ip_whitelist in seed 003's API */
 	SUB_F_SIGNATURE_HEADERS = 1u << 15, /* signature_headers (not in seed 003's API) */
-	SUB_F_PAYLOAD_FORMAT = 1u << 16,   /* payload_format */
+	SUB_F_PAYLOAD_FORMAT = 1u << 16,    /* payload_format */
 };
 #define SUB_F_ALL ((1u << 17) - 1)
 
@@ -45,14 +45,14 @@ enum subscription_api {
 	SUB_API_OMNISALES, /* /api/webhooks (seed 003): is_active, ip_whitelist */
 };
 
-#define SUB_DEFAULT_MAX_RETRIES 3
-#define SUB_DEFAULT_TIMEOUT 30
-#define SUB_DEFAULT_BACKOFF 1.0
-#define SUB_DEFAULT_MULTIPLIER 2.0
-#define SUB_DEFAULT_MAX_DELAY 60.0
-#define SUB_DEFAULT_JITTER 0.1
-#define SUB_SECRET_MAX_LEN 512
-#define SUB_EVENT_TYPE_MAX_LEN 200
+#define SUB_DEFAULT_MAX_RETRIES    3
+#define SUB_DEFAULT_TIMEOUT        30
+#define SUB_DEFAULT_BACKOFF        1.0
+#define SUB_DEFAULT_MULTIPLIER     2.0
+#define SUB_DEFAULT_MAX_DELAY      60.0
+#define SUB_DEFAULT_JITTER         0.1
+#define SUB_SECRET_MAX_LEN         512
+#define SUB_EVENT_TYPE_MAX_LEN     200
 #define SUB_ROTATE_DEFAULT_OVERLAP 86400 /* seconds both secrets sign after a rotation */
 
 /*
@@ -61,26 +61,26 @@ enum subscription_api {
  * body named. Strings, arrays and JSON values are owned; the secret is wiped when cleared.
  */
 struct subscription_input {
-	unsigned given;               /* SUB_F_* bits */
+	unsigned given; /* SUB_F_* bits */
 	char *name;
-	char *description;            /* NULL: none */
+	char *description; /* NULL: none */
 	char *url;
-	char *secret;                 /* plaintext; NULL: keep the stored ones (or generate) */
-	int secret_generated;         /* made by subscription_input_finish */
+	char *secret;         /* plaintext; NULL: keep the stored ones (or generate) */
+	int secret_generated; /* made by subscription_input_finish */
 	int enabled;
-	struct json_object *events;   /* normalized array of patterns and table objects */
+	struct json_object *events; /* normalized array of patterns and table objects */
 	int64_t max_retries;
 	int64_t timeout_seconds;
 	double backoff_s;
 	double multiplier;
 	double max_delay_s;
 	double jitter;
-	double *schedule;             /* NULL: no explicit schedule */
+	double *schedule; /* NULL: no explicit schedule */
 	int nschedule;
-	struct json_object *headers;  /* object: header name -> value */
-	char **ip_allowlist;          /* canonical CIDR text; NULL: no pin */
+	struct json_object *headers; /* object: header name -> value */
+	char **ip_allowlist;         /* canonical CIDR text; NULL: no pin */
 	int nallow;
-	unsigned sign_flags;          /* SIGN_* */
+	unsigned sign_flags; /* SIGN_* */
 	enum payload_format format;
 };
 
@@ -102,8 +102,7 @@ int subscription_input_parse(struct json_object *body, enum subscription_input_m
 void subscription_input_clear(struct subscription_input *in);
 
 /* PATCH: move every field patch gives into base (base keeps the others). */
-void subscription_input_merge(struct subscription_input *base,
-    struct subscription_input *patch);
+void subscription_input_merge(struct subscription_input *base, struct subscription_input *patch);
 
 /*
  * The final step once the fields are complete. A secret is generated ("whsec_" + base64
@@ -151,10 +150,10 @@ char **subscription_event_types_split(const char *list, int *n);
 
 /* A POST /api/v1/events body, checked. */
 struct publish_input {
-	char *event;      /* the event type */
-	char *data;       /* compact JSON text of data ("{}" when absent) */
+	char *event; /* the event type */
+	char *data;  /* compact JSON text of data ("{}" when absent) */
 	size_t data_len;
-	char *id;         /* the caller's message id, or NULL */
+	char *id; /* the caller's message id, or NULL */
 };
 
 /*
@@ -162,8 +161,8 @@ struct publish_input {
  * JSON.stringify would (key order kept, no white space), the form deliveries sign.
  * Returns 0 or -1 with err filled (in is then cleared).
  */
-int publish_input_parse(struct json_object *body, struct publish_input *in,
-    struct subscription_input_error *err) WUR;
+int publish_input_parse(
+    struct json_object *body, struct publish_input *in, struct subscription_input_error *err) WUR;
 void publish_input_clear(struct publish_input *in);
 /* A caller's message id: 1 to 128 of [A-Za-z0-9_.:-] (it travels in webhook-id). */
 int publish_message_id_valid(const char *s);

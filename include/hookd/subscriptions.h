@@ -12,9 +12,10 @@
 struct app;
 
 enum payload_format {
-	PAYLOAD_DEFAULT,  /* {id, event, created_at, data} (seed 003); change messages as seed 004 */
+	PAYLOAD_DEFAULT, /* {id, event, created_at, data} (seed 003); change messages as seed 004 */
 	PAYLOAD_FLUXBASE, /* change messages as seed 004: {event, table, schema, record, ...} */
-	PAYLOAD_SUPABASE, /* change messages as seed 000: {type, table, schema, record, old_record} */
+	PAYLOAD_SUPABASE, /* change messages as seed 000: {type, table, schema, record, old_record}
+	                   */
 };
 
 struct subscription_secret {
@@ -33,16 +34,16 @@ struct subscription {
 	struct subscription_secret *secrets; /* newest first */
 	int nsecrets;
 	int enabled;
-	struct retry_policy retry;          /* retry.schedule points into schedule */
+	struct retry_policy retry; /* retry.schedule points into schedule */
 	double *schedule;
 	int timeout_ms;
-	struct http_header *headers;        /* custom headers sent with every delivery */
+	struct http_header *headers; /* custom headers sent with every delivery */
 	int nheaders;
-	unsigned sign_flags;                /* SIGN_STANDARD | SIGN_OMNISALES | SIGN_FLUXBASE */
+	unsigned sign_flags; /* SIGN_STANDARD | SIGN_OMNISALES | SIGN_FLUXBASE */
 	enum payload_format format;
-	struct cidr *pin;                   /* ip_allowlist: the target must resolve into these */
+	struct cidr *pin; /* ip_allowlist: the target must resolve into these */
 	int npin;
-	char *api;                          /* "v1" or "omnisales": the API that made it */
+	char *api; /* "v1" or "omnisales": the API that made it */
 };
 
 struct subscriptions;
@@ -56,8 +57,7 @@ void subscriptions_refresh(struct subscriptions *ss);
 struct subscription *subscriptions_get(struct subscriptions *ss, const char *id);
 void subscription_unref(struct subscription *s);
 /* Live (unexpired) secret values, newest first, into out; returns how many. */
-int subscription_live_secrets(const struct subscription *s, int64_t now, const char **out,
-    int max);
+int subscription_live_secrets(const struct subscription *s, int64_t now, const char **out, int max);
 
 /* Admin routes: /api/v1/webhooks (seed 004) and seed 003's /api/webhooks CRUD. */
 void api_subscriptions_register(struct app *app);

@@ -7,10 +7,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define WUR __attribute__((warn_unused_result))
+#define ARRAY_SIZE(a)     (sizeof(a) / sizeof((a)[0]))
+#define WUR               __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#define UNUSED __attribute__((unused))
+#define UNUSED            __attribute__((unused))
 
 #ifdef HOOKD_CASSERT
 #define hookd_assert(e) ((e) ? (void)0 : hookd_assert_fail(#e, __FILE__, __LINE__))

@@ -33,9 +33,9 @@ struct verify_input {
 	/* Case-insensitive header lookup: the value, or NULL when absent. */
 	const char *(*header)(void *ctx, const char *name);
 	void *header_ctx;
-	int64_t now;                /* unix seconds */
-	int64_t tolerance;          /* seconds either side of now; 0 (or less) disables */
-	struct json_object *json;   /* the parsed body if the caller has it, else NULL */
+	int64_t now;              /* unix seconds */
+	int64_t tolerance;        /* seconds either side of now; 0 (or less) disables */
+	struct json_object *json; /* the parsed body if the caller has it, else NULL */
 };
 
 /*
@@ -83,7 +83,7 @@ const char *verify_delivery_id(const struct verifier *v, const struct verify_inp
  * *reply_json, or 0 when the body is not a handshake of this scheme. Zoom signs with
  * one secret token: pass the current secret first.
  */
-int verify_handshake(const struct verifier *v, struct json_object *body,
-    const char *const *secrets, int nsecrets, char **reply_json) WUR;
+int verify_handshake(const struct verifier *v, struct json_object *body, const char *const *secrets,
+    int nsecrets, char **reply_json) WUR;
 
 #endif

@@ -30,8 +30,8 @@ struct wheel_timer {
 };
 
 /* Set up a timer that is not pending; cb runs with arg when it fires. */
-void wheel_timer_init(struct wheel_timer *t, void (*cb)(struct wheel_timer *t, void *arg),
-    void *arg);
+void wheel_timer_init(
+    struct wheel_timer *t, void (*cb)(struct wheel_timer *t, void *arg), void *arg);
 
 /* A wheel whose clock starts at now_ms (any monotonic millisecond count). */
 struct wheel *wheel_new(uint64_t now_ms);

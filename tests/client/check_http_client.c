@@ -130,7 +130,7 @@ dns_read_cb(evutil_socket_t fd, short what, void *arg)
 		rcode = 3; /* NXDOMAIN */
 	}
 	memcpy(r, q, qend + 4);
-	r[2] = 0x81; /* QR, RD */
+	r[2] = 0x81;                          /* QR, RD */
 	r[3] = (unsigned char)(0x80 | rcode); /* RA */
 	r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;
 	len = qend + 4;
@@ -174,12 +174,12 @@ dns_start(void)
 
 struct raw_server {
 	struct evconnlistener *l;
-	evutil_socket_t fd; /* a bare listening socket (backlog 0), when l is NULL */
+	evutil_socket_t fd;     /* a bare listening socket (backlog 0), when l is NULL */
 	evutil_socket_t filler; /* the connection that fills its backlog */
 	int port;
 	const char *response; /* sent after each request head; NULL: never answer */
-	int close_after; /* close right after answering */
-	int idle_close_ms; /* close this long after answering */
+	int close_after;      /* close right after answering */
+	int idle_close_ms;    /* close this long after answering */
 	int accepted, requests;
 	struct bufferevent *bevs[64];
 	struct event *timers[64];

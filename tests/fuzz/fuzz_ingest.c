@@ -38,9 +38,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct verifier *v;
-	static const char *secrets[] = { "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" };
+	static const char *secrets[] = {"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"};
 	const uint8_t *nul = memchr(data, 0, size);
-	struct verify_input in = { 0 };
+	struct verify_input in = {0};
 	struct json_object *o;
 	struct source_key k;
 	char err[200], why[200], *header, *text, *value;

@@ -10,10 +10,10 @@
 #include "hookd/util.h"
 
 /* Aborts only on failure: ck_assert reports every passing check to the parent process. */
-#define expect(e)                                                                      \
-	do {                                                                           \
-		if (!(e))                                                              \
-			ck_abort_msg("%s:%d: expected %s", __FILE__, __LINE__, #e);    \
+#define expect(e)                                                                                  \
+	do {                                                                                       \
+		if (!(e))                                                                          \
+			ck_abort_msg("%s:%d: expected %s", __FILE__, __LINE__, #e);                \
 	} while (0)
 
 /* A deterministic PRNG (xorshift32) for jitter inputs. */
@@ -57,7 +57,7 @@ START_TEST(test_backoff_jitter_bounds)
 {
 	struct retry_policy p;
 	uint32_t seed = 12345;
-	static const int64_t base[] = { 1000, 2000, 4000 };
+	static const int64_t base[] = {1000, 2000, 4000};
 
 	backoff_default(&p);
 	for (int retry = 1; retry <= 3; retry++) {
@@ -130,8 +130,8 @@ END_TEST
 
 START_TEST(test_backoff_schedule)
 {
-	static const double sched[] = { 5, 30, 300 };
-	static const double odd[] = { 0.25, -3, 0 };
+	static const double sched[] = {5, 30, 300};
+	static const double odd[] = {0.25, -3, 0};
 	struct retry_policy p;
 
 	backoff_default(&p);
@@ -186,8 +186,8 @@ END_TEST
 
 /* --- Retry-After ------------------------------------------------------------------- */
 
-#define RFC_EXAMPLE 784111777 /* Sun, 06 Nov 1994 08:49:37 GMT */
-#define Y2026 1767225600      /* Thu, 01 Jan 2026 00:00:00 GMT */
+#define RFC_EXAMPLE 784111777  /* Sun, 06 Nov 1994 08:49:37 GMT */
+#define Y2026       1767225600 /* Thu, 01 Jan 2026 00:00:00 GMT */
 
 /* The delay for value, or -1 when it does not parse. */
 static int64_t
@@ -248,8 +248,8 @@ START_TEST(test_retry_after_dates)
 	ck_assert_int_eq(ra("Sun, 06 Nov 1994 08:49:37 GMT", RFC_EXAMPLE + 5000, 3600), 0);
 	ck_assert_int_eq(ra("Thu, 01 Jan 1970 00:00:00 GMT", Y2026, 3600), 0);
 	ck_assert_int_eq(ra("Fri, 31 Dec 9999 23:59:59 GMT", Y2026, 3600), 3600);
-	ck_assert_int_eq(ra("Fri, 31 Dec 9999 23:59:59 GMT", Y2026, INT64_MAX),
-	    INT64_C(253402300799) - Y2026);
+	ck_assert_int_eq(
+	    ra("Fri, 31 Dec 9999 23:59:59 GMT", Y2026, INT64_MAX), INT64_C(253402300799) - Y2026);
 
 	/* Calendar arithmetic: leap days, century rules, a leap second. */
 	ck_assert_int_eq(ra("Thu, 29 Feb 2024 00:00:00 GMT", 1709164800 - 1, 3600), 1);
@@ -260,8 +260,8 @@ START_TEST(test_retry_after_dates)
 	ck_assert_int_eq(ra("Thu, 01 Jan 2026 00:00:00 GMT", Y2026 - 3599, 3600), 3599);
 
 	/* RFC 850 two-digit years: more than 50 years ahead means the century before. */
-	ck_assert_int_eq(ra("Thursday, 01-Jan-70 00:00:00 GMT", Y2026, INT64_MAX),
-	    INT64_C(3155760000) - Y2026);
+	ck_assert_int_eq(
+	    ra("Thursday, 01-Jan-70 00:00:00 GMT", Y2026, INT64_MAX), INT64_C(3155760000) - Y2026);
 	ck_assert_int_eq(ra("Tuesday, 01-Jan-80 00:00:00 GMT", Y2026, INT64_MAX), 0);
 	ck_assert_int_eq(ra("Friday, 31-Dec-99 23:59:59 GMT", 946684799 - 30, 3600), 30);
 	ck_assert_int_eq(ra("Thursday, 01-Jan-26 00:00:00 GMT", Y2026 - 5, 3600), 5);
@@ -294,10 +294,10 @@ START_TEST(test_retry_after_dates)
 	ck_assert_int_eq(ra("Sun Nov 6 08:49:37 1994", now, 3600), -1);
 	ck_assert_int_eq(ra("Sun Nov  6 08:49:37 1994 GMT", now, 3600), -1);
 	ck_assert_int_eq(ra("Sun Nov  6 08:49:37 94", now, 3600), -1);
-	ck_assert_int_eq(ra("Sun, 06 Nov 1994 08:49:37 GMT                                 ",
-	    now, 3600), 120);
-	ck_assert_int_eq(ra("Sun, 06 Nov 1994 08:49:37 GMTGMTGMTGMTGMTGMTGMTGMTGMTGMTGMT", now,
-	    3600), -1);
+	ck_assert_int_eq(
+	    ra("Sun, 06 Nov 1994 08:49:37 GMT                                 ", now, 3600), 120);
+	ck_assert_int_eq(
+	    ra("Sun, 06 Nov 1994 08:49:37 GMTGMTGMTGMTGMTGMTGMTGMTGMTGMTGMT", now, 3600), -1);
 }
 END_TEST
 

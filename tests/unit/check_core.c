@@ -40,14 +40,14 @@ START_TEST(test_config_file)
 	struct config c;
 	char *err = NULL;
 	const char *text = "# comment\n"
-			   "\n"
-			   "listen = 0.0.0.0:9000, [::1]:9001\n"
-			   "db_pool_size=8\n"
-			   "http_max_body_size = 2MiB   # trailing comment\n"
-			   "http_timeout = 250ms\n"
-			   "auto_migrate = off\n"
-			   "database_url = \"postgresql://u@h/db?sslmode=require\"\n"
-			   "log_level = debug\n";
+	                   "\n"
+	                   "listen = 0.0.0.0:9000, [::1]:9001\n"
+	                   "db_pool_size=8\n"
+	                   "http_max_body_size = 2MiB   # trailing comment\n"
+	                   "http_timeout = 250ms\n"
+	                   "auto_migrate = off\n"
+	                   "database_url = \"postgresql://u@h/db?sslmode=require\"\n"
+	                   "log_level = debug\n";
 
 	config_defaults(&c);
 	ck_assert_int_eq(config_apply_text(&c, text, "test.conf", &err), 0);
@@ -82,7 +82,9 @@ START_TEST(test_config_errors)
 	ck_assert_int_eq(config_apply_text(&c, "auto_migrate = maybe\n", "a.conf", &err), -1);
 	ck_assert_int_eq(config_apply_text(&c, "log_level = loud\n", "a.conf", &err), -1);
 	/* Cross-key validation. */
-	ck_assert_int_eq(config_apply_text(&c, "db_reconnect_min = 5s\ndb_reconnect_max = 1s\n", "a.conf", &err), 0);
+	ck_assert_int_eq(
+	    config_apply_text(&c, "db_reconnect_min = 5s\ndb_reconnect_max = 1s\n", "a.conf", &err),
+	    0);
 	ck_assert_int_eq(config_validate(&c, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err, "db_reconnect_min"));
 	config_free(&c);
@@ -179,8 +181,8 @@ START_TEST(test_config_documented)
 		char needle[128];
 
 		snprintf(needle, sizeof(needle), "`%s`", keys[i].name);
-		ck_assert_msg(strstr(doc, needle) != NULL, "%s is not documented in %s",
-		    keys[i].name, path);
+		ck_assert_msg(
+		    strstr(doc, needle) != NULL, "%s is not documented in %s", keys[i].name, path);
 	}
 	free(doc);
 }
@@ -217,7 +219,8 @@ START_TEST(test_router_match)
 	ck_assert_ptr_null(route_param(&m, "nope"));
 	route_match_clear(&m);
 
-	ck_assert_int_eq(router_match(r, "GET", "/api/v1/webhooks/42/deliveries", &m), ROUTER_FOUND);
+	ck_assert_int_eq(
+	    router_match(r, "GET", "/api/v1/webhooks/42/deliveries", &m), ROUTER_FOUND);
 	ck_assert_str_eq(route_param(&m, "id"), "42");
 	route_match_clear(&m);
 
@@ -241,7 +244,8 @@ START_TEST(test_router_errors)
 	ck_assert_int_eq(router_add(r, "DELETE", "/api/v1/webhooks/{id}", &h_c, 0), 0);
 	ck_assert_int_eq(router_add(r, "POST", "/api/v1/webhooks", &h_d, 0), 0);
 
-	ck_assert_int_eq(router_match(r, "POST", "/api/v1/webhooks/7", &m), ROUTER_METHOD_NOT_ALLOWED);
+	ck_assert_int_eq(
+	    router_match(r, "POST", "/api/v1/webhooks/7", &m), ROUTER_METHOD_NOT_ALLOWED);
 	ck_assert_str_eq(m.allow, "GET, HEAD, PUT, DELETE");
 	route_match_clear(&m);
 	ck_assert_int_eq(router_match(r, "GET", "/api/v1/webhooks", &m), ROUTER_METHOD_NOT_ALLOWED);
@@ -303,8 +307,9 @@ END_TEST
 
 START_TEST(test_json_compact)
 {
-	const char *in = "{ \"a\" : 99.990, \"b\": 1.0, \"c\": \"x/y\\u0001\\n\\\"é\",\n"
-			 "  \"d\": 1e21, \"e\": [true, false, null, -0.0, 12], \"f\": {} , \"g\": []}";
+	const char *in =
+	    "{ \"a\" : 99.990, \"b\": 1.0, \"c\": \"x/y\\u0001\\n\\\"é\",\n"
+	    "  \"d\": 1e21, \"e\": [true, false, null, -0.0, 12], \"f\": {} , \"g\": []}";
 	char err[128];
 	struct json_object *o = json_parse(in, strlen(in), err, sizeof(err));
 	char *out;
@@ -312,9 +317,8 @@ START_TEST(test_json_compact)
 
 	ck_assert_msg(o != NULL, "%s", err);
 	out = json_compact(o, &len);
-	ck_assert_str_eq(out,
-	    "{\"a\":99.99,\"b\":1,\"c\":\"x/y\\u0001\\n\\\"é\",\"d\":1e+21,"
-	    "\"e\":[true,false,null,0,12],\"f\":{},\"g\":[]}");
+	ck_assert_str_eq(out, "{\"a\":99.99,\"b\":1,\"c\":\"x/y\\u0001\\n\\\"é\",\"d\":1e+21,"
+	                      "\"e\":[true,false,null,0,12],\"f\":{},\"g\":[]}");
 	ck_assert_uint_eq(len, strlen(out));
 	free(out);
 	json_object_put(o);
@@ -324,8 +328,16 @@ END_TEST
 START_TEST(test_json_parse_errors)
 {
 	static const char *bad[] = {
-		"", "{", "{\"a\":1} x", "[1,]", "{'a':1}", "{\"a\":\"\\u0000\"}", "nul",
-		"{\"a\":1}{\"b\":2}", "\"\xff\"", "{\"a\":01}",
+	    "",
+	    "{",
+	    "{\"a\":1} x",
+	    "[1,]",
+	    "{'a':1}",
+	    "{\"a\":\"\\u0000\"}",
+	    "nul",
+	    "{\"a\":1}{\"b\":2}",
+	    "\"\xff\"",
+	    "{\"a\":01}",
 	};
 	char err[128];
 
@@ -336,11 +348,12 @@ START_TEST(test_json_parse_errors)
 		ck_assert_msg(err[0] != '\0', "no reason for %s", bad[i]);
 	}
 	{
-		static const char *good[] = { " [1] \n", "42", "-1.5e3", "true", "false", "\"s\"",
-			"{}" };
+		static const char *good[] = {
+		    " [1] \n", "42", "-1.5e3", "true", "false", "\"s\"", "{}"};
 
 		for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
-			struct json_object *ok = json_parse(good[i], strlen(good[i]), err, sizeof(err));
+			struct json_object *ok =
+			    json_parse(good[i], strlen(good[i]), err, sizeof(err));
 
 			ck_assert_msg(ok != NULL, "refused %s: %s", good[i], err);
 			json_object_put(ok);
@@ -381,7 +394,7 @@ END_TEST
 START_TEST(test_json_path)
 {
 	const char *in = "{\"type\":\"a.b\",\"data\":{\"object\":{\"id\":\"pi_1\",\"n\":7}},"
-			 "\"items\":[{\"sku\":\"x\"},{\"sku\":\"y\"}],\"flag\":true}";
+	                 "\"items\":[{\"sku\":\"x\"},{\"sku\":\"y\"}],\"flag\":true}";
 	char err[64], *t;
 	struct json_object *o = json_parse(in, strlen(in), err, sizeof(err));
 
@@ -416,7 +429,7 @@ START_TEST(test_metrics_render)
 {
 	struct metric *c = metric_counter("t_requests_total", "Requests.", "route,status");
 	struct metric *g = metric_gauge("t_conns", "Connections.", NULL);
-	const double b[] = { 0.1, 1 };
+	const double b[] = {0.1, 1};
 	struct metric *h = metric_histogram("t_seconds", "Durations.", "route", b, 2);
 	char *text;
 	size_t len;
@@ -431,8 +444,10 @@ START_TEST(test_metrics_render)
 	ck_assert(metric_value(c, "/in/{slug}", "202") == 3);
 	text = metrics_render(&len);
 	ck_assert_ptr_nonnull(strstr(text, "# TYPE t_requests_total counter\n"));
-	ck_assert_ptr_nonnull(strstr(text, "t_requests_total{route=\"/in/{slug}\",status=\"202\"} 3\n"));
-	ck_assert_ptr_nonnull(strstr(text, "t_requests_total{route=\"a\\\"b\",status=\"404\"} 1\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(text, "t_requests_total{route=\"/in/{slug}\",status=\"202\"} 3\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(text, "t_requests_total{route=\"a\\\"b\",status=\"404\"} 1\n"));
 	ck_assert_ptr_nonnull(strstr(text, "t_conns 5\n"));
 	ck_assert_ptr_nonnull(strstr(text, "t_seconds_bucket{route=\"/x\",le=\"0.1\"} 1\n"));
 	ck_assert_ptr_nonnull(strstr(text, "t_seconds_bucket{route=\"/x\",le=\"1\"} 2\n"));
@@ -492,7 +507,8 @@ END_TEST
 
 START_TEST(test_keys_hash)
 {
-	char hash[KEYS_HASH_LEN + 1], key[KEYS_LEN + 1], key2[KEYS_LEN + 1], prefix[KEYS_PREFIX_LEN + 1];
+	char hash[KEYS_HASH_LEN + 1], key[KEYS_LEN + 1], key2[KEYS_LEN + 1],
+	    prefix[KEYS_PREFIX_LEN + 1];
 
 	/* Reference: Python hashlib.blake2b(key, digest_size=32).hexdigest(). */
 	keys_hash("hk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", hash);

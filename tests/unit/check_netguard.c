@@ -56,44 +56,44 @@ check_classes(const struct class_case *cases, size_t n)
 START_TEST(test_classify_v4)
 {
 	static const struct class_case cases[] = {
-		{ "8.8.8.8", NETGUARD_PUBLIC },
-		{ "1.1.1.1", NETGUARD_PUBLIC },
-		{ "11.0.0.1", NETGUARD_PUBLIC },
-		{ "223.255.255.255", NETGUARD_PUBLIC },
-		{ "127.0.0.1", NETGUARD_LOOPBACK },
-		{ "127.255.255.254", NETGUARD_LOOPBACK },
-		{ "10.0.0.0", NETGUARD_PRIVATE },
-		{ "10.255.255.255", NETGUARD_PRIVATE },
-		{ "9.255.255.255", NETGUARD_PUBLIC },
-		{ "172.16.0.1", NETGUARD_PRIVATE },
-		{ "172.31.255.255", NETGUARD_PRIVATE },
-		{ "172.15.255.255", NETGUARD_PUBLIC },
-		{ "172.32.0.0", NETGUARD_PUBLIC },
-		{ "192.168.1.100", NETGUARD_PRIVATE },
-		{ "192.169.0.1", NETGUARD_PUBLIC },
-		{ "100.64.0.1", NETGUARD_PRIVATE },
-		{ "100.127.255.255", NETGUARD_PRIVATE },
-		{ "100.63.255.255", NETGUARD_PUBLIC },
-		{ "100.128.0.0", NETGUARD_PUBLIC },
-		{ "169.254.169.254", NETGUARD_LINK_LOCAL },
-		{ "169.254.0.1", NETGUARD_LINK_LOCAL },
-		{ "169.255.0.1", NETGUARD_PUBLIC },
-		{ "224.0.0.1", NETGUARD_MULTICAST },
-		{ "239.255.255.250", NETGUARD_MULTICAST },
-		{ "0.0.0.0", NETGUARD_UNSPECIFIED },
-		{ "0.1.2.3", NETGUARD_UNSPECIFIED },
-		{ "240.0.0.1", NETGUARD_RESERVED },
-		{ "255.255.255.255", NETGUARD_RESERVED },
-		{ "192.0.0.8", NETGUARD_RESERVED },
-		{ "192.0.1.1", NETGUARD_PUBLIC },
-		{ "192.0.2.1", NETGUARD_RESERVED },
-		{ "192.88.99.1", NETGUARD_RESERVED },
-		{ "198.18.0.1", NETGUARD_RESERVED },
-		{ "198.19.255.255", NETGUARD_RESERVED },
-		{ "198.20.0.0", NETGUARD_PUBLIC },
-		{ "198.51.100.7", NETGUARD_RESERVED },
-		{ "203.0.113.9", NETGUARD_RESERVED },
-		{ "203.0.114.1", NETGUARD_PUBLIC },
+	    {"8.8.8.8", NETGUARD_PUBLIC},
+	    {"1.1.1.1", NETGUARD_PUBLIC},
+	    {"11.0.0.1", NETGUARD_PUBLIC},
+	    {"223.255.255.255", NETGUARD_PUBLIC},
+	    {"127.0.0.1", NETGUARD_LOOPBACK},
+	    {"127.255.255.254", NETGUARD_LOOPBACK},
+	    {"10.0.0.0", NETGUARD_PRIVATE},
+	    {"10.255.255.255", NETGUARD_PRIVATE},
+	    {"9.255.255.255", NETGUARD_PUBLIC},
+	    {"172.16.0.1", NETGUARD_PRIVATE},
+	    {"172.31.255.255", NETGUARD_PRIVATE},
+	    {"172.15.255.255", NETGUARD_PUBLIC},
+	    {"172.32.0.0", NETGUARD_PUBLIC},
+	    {"192.168.1.100", NETGUARD_PRIVATE},
+	    {"192.169.0.1", NETGUARD_PUBLIC},
+	    {"100.64.0.1", NETGUARD_PRIVATE},
+	    {"100.127.255.255", NETGUARD_PRIVATE},
+	    {"100.63.255.255", NETGUARD_PUBLIC},
+	    {"100.128.0.0", NETGUARD_PUBLIC},
+	    {"169.254.169.254", NETGUARD_LINK_LOCAL},
+	    {"169.254.0.1", NETGUARD_LINK_LOCAL},
+	    {"169.255.0.1", NETGUARD_PUBLIC},
+	    {"224.0.0.1", NETGUARD_MULTICAST},
+	    {"239.255.255.250", NETGUARD_MULTICAST},
+	    {"0.0.0.0", NETGUARD_UNSPECIFIED},
+	    {"0.1.2.3", NETGUARD_UNSPECIFIED},
+	    {"240.0.0.1", NETGUARD_RESERVED},
+	    {"255.255.255.255", NETGUARD_RESERVED},
+	    {"192.0.0.8", NETGUARD_RESERVED},
+	    {"192.0.1.1", NETGUARD_PUBLIC},
+	    {"192.0.2.1", NETGUARD_RESERVED},
+	    {"192.88.99.1", NETGUARD_RESERVED},
+	    {"198.18.0.1", NETGUARD_RESERVED},
+	    {"198.19.255.255", NETGUARD_RESERVED},
+	    {"198.20.0.0", NETGUARD_PUBLIC},
+	    {"198.51.100.7", NETGUARD_RESERVED},
+	    {"203.0.113.9", NETGUARD_RESERVED},
+	    {"203.0.114.1", NETGUARD_PUBLIC},
 	};
 
 	check_classes(cases, ARRAY_SIZE(cases));
@@ -103,29 +103,29 @@ END_TEST
 START_TEST(test_classify_v6)
 {
 	static const struct class_case cases[] = {
-		{ "2606:4700:4700::1111", NETGUARD_PUBLIC },
-		{ "2001:4860:4860::8888", NETGUARD_PUBLIC },
-		{ "2a00:1450:4001::1", NETGUARD_PUBLIC },
-		{ "::1", NETGUARD_LOOPBACK },
-		{ "::", NETGUARD_UNSPECIFIED },
-		{ "fc00::1", NETGUARD_PRIVATE },
-		{ "fd12:3456:789a::1", NETGUARD_PRIVATE },
-		{ "fd00:ec2::254", NETGUARD_PRIVATE }, /* AWS metadata over IPv6 */
-		{ "fe80::1", NETGUARD_LINK_LOCAL },
-		{ "febf:ffff::1", NETGUARD_LINK_LOCAL },
-		{ "fec0::1", NETGUARD_PRIVATE },
-		{ "ff02::1", NETGUARD_MULTICAST },
-		{ "ff0e::101", NETGUARD_MULTICAST },
-		{ "2001:db8::1", NETGUARD_RESERVED },
-		{ "2001:db8:ffff::1", NETGUARD_RESERVED },
-		{ "2001:2::1", NETGUARD_RESERVED },
-		{ "2001:20::1", NETGUARD_RESERVED },
-		{ "100::1", NETGUARD_RESERVED },
-		{ "3fff::1", NETGUARD_RESERVED },
-		{ "5f00::1", NETGUARD_RESERVED },
-		{ "4000::1", NETGUARD_RESERVED },
-		{ "1::1", NETGUARD_RESERVED },
-		{ "64:ff9b:1::1", NETGUARD_RESERVED },
+	    {"2606:4700:4700::1111", NETGUARD_PUBLIC},
+	    {"2001:4860:4860::8888", NETGUARD_PUBLIC},
+	    {"2a00:1450:4001::1", NETGUARD_PUBLIC},
+	    {"::1", NETGUARD_LOOPBACK},
+	    {"::", NETGUARD_UNSPECIFIED},
+	    {"fc00::1", NETGUARD_PRIVATE},
+	    {"fd12:3456:789a::1", NETGUARD_PRIVATE},
+	    {"fd00:ec2::254", NETGUARD_PRIVATE}, /* AWS metadata over IPv6 */
+	    {"fe80::1", NETGUARD_LINK_LOCAL},
+	    {"febf:ffff::1", NETGUARD_LINK_LOCAL},
+	    {"fec0::1", NETGUARD_PRIVATE},
+	    {"ff02::1", NETGUARD_MULTICAST},
+	    {"ff0e::101", NETGUARD_MULTICAST},
+	    {"2001:db8::1", NETGUARD_RESERVED},
+	    {"2001:db8:ffff::1", NETGUARD_RESERVED},
+	    {"2001:2::1", NETGUARD_RESERVED},
+	    {"2001:20::1", NETGUARD_RESERVED},
+	    {"100::1", NETGUARD_RESERVED},
+	    {"3fff::1", NETGUARD_RESERVED},
+	    {"5f00::1", NETGUARD_RESERVED},
+	    {"4000::1", NETGUARD_RESERVED},
+	    {"1::1", NETGUARD_RESERVED},
+	    {"64:ff9b:1::1", NETGUARD_RESERVED},
 	};
 
 	check_classes(cases, ARRAY_SIZE(cases));
@@ -135,31 +135,31 @@ END_TEST
 START_TEST(test_classify_embedded)
 {
 	static const struct class_case cases[] = {
-		/* IPv4-mapped, -translated and -compatible. */
-		{ "::ffff:127.0.0.1", NETGUARD_LOOPBACK },
-		{ "::ffff:8.8.8.8", NETGUARD_PUBLIC },
-		{ "::ffff:10.1.2.3", NETGUARD_PRIVATE },
-		{ "::ffff:169.254.169.254", NETGUARD_LINK_LOCAL },
-		{ "::ffff:0.0.0.0", NETGUARD_UNSPECIFIED },
-		{ "::ffff:0:127.0.0.1", NETGUARD_LOOPBACK },
-		{ "::127.0.0.1", NETGUARD_LOOPBACK },
-		{ "::8.8.8.8", NETGUARD_PUBLIC },
-		{ "::2", NETGUARD_UNSPECIFIED }, /* ::0.0.0.2 */
-		/* NAT64. */
-		{ "64:ff9b::7f00:1", NETGUARD_LOOPBACK },
-		{ "64:ff9b::8.8.8.8", NETGUARD_PUBLIC },
-		{ "64:ff9b::a9fe:a9fe", NETGUARD_LINK_LOCAL },
-		{ "64:ff9b::192.168.0.1", NETGUARD_PRIVATE },
-		/* 6to4. */
-		{ "2002:7f00:1::1", NETGUARD_LOOPBACK },
-		{ "2002:808:808::1", NETGUARD_PUBLIC },
-		{ "2002:c0a8:101::1", NETGUARD_PRIVATE },
-		{ "2002:a9fe:a9fe::", NETGUARD_LINK_LOCAL },
-		/* Teredo: client 127.0.0.1 (inverted 80ff:fffe), server 8.8.8.8. */
-		{ "2001:0:808:808::80ff:fffe", NETGUARD_LOOPBACK },
-		/* client 8.8.4.4 (inverted f7f7:fbfb): public unless the server is not. */
-		{ "2001:0:808:808::f7f7:fbfb", NETGUARD_PUBLIC },
-		{ "2001:0:a00:1::f7f7:fbfb", NETGUARD_PRIVATE },
+	    /* IPv4-mapped, -translated and -compatible. */
+	    {"::ffff:127.0.0.1", NETGUARD_LOOPBACK},
+	    {"::ffff:8.8.8.8", NETGUARD_PUBLIC},
+	    {"::ffff:10.1.2.3", NETGUARD_PRIVATE},
+	    {"::ffff:169.254.169.254", NETGUARD_LINK_LOCAL},
+	    {"::ffff:0.0.0.0", NETGUARD_UNSPECIFIED},
+	    {"::ffff:0:127.0.0.1", NETGUARD_LOOPBACK},
+	    {"::127.0.0.1", NETGUARD_LOOPBACK},
+	    {"::8.8.8.8", NETGUARD_PUBLIC},
+	    {"::2", NETGUARD_UNSPECIFIED}, /* ::0.0.0.2 */
+	    /* NAT64. */
+	    {"64:ff9b::7f00:1", NETGUARD_LOOPBACK},
+	    {"64:ff9b::8.8.8.8", NETGUARD_PUBLIC},
+	    {"64:ff9b::a9fe:a9fe", NETGUARD_LINK_LOCAL},
+	    {"64:ff9b::192.168.0.1", NETGUARD_PRIVATE},
+	    /* 6to4. */
+	    {"2002:7f00:1::1", NETGUARD_LOOPBACK},
+	    {"2002:808:808::1", NETGUARD_PUBLIC},
+	    {"2002:c0a8:101::1", NETGUARD_PRIVATE},
+	    {"2002:a9fe:a9fe::", NETGUARD_LINK_LOCAL},
+	    /* Teredo: client 127.0.0.1 (inverted 80ff:fffe), server 8.8.8.8. */
+	    {"2001:0:808:808::80ff:fffe", NETGUARD_LOOPBACK},
+	    /* client 8.8.4.4 (inverted f7f7:fbfb): public unless the server is not. */
+	    {"2001:0:808:808::f7f7:fbfb", NETGUARD_PUBLIC},
+	    {"2001:0:a00:1::f7f7:fbfb", NETGUARD_PRIVATE},
 	};
 
 	check_classes(cases, ARRAY_SIZE(cases));
@@ -387,61 +387,60 @@ START_TEST(test_netguard_check)
 
 	/* Public addresses pass with no allowlist. */
 	ck_assert_int_eq(netguard_check(sa_of("8.8.8.8", &ss), NULL, 0, why, sizeof(why)), 0);
-	ck_assert_int_eq(netguard_check(sa_of("2606:4700:4700::1111", &ss), NULL, 0, why,
-	                     sizeof(why)), 0);
-	ck_assert_int_eq(netguard_check(sa_of("::ffff:8.8.8.8", &ss), NULL, 0, why, sizeof(why)),
-	    0);
+	ck_assert_int_eq(
+	    netguard_check(sa_of("2606:4700:4700::1111", &ss), NULL, 0, why, sizeof(why)), 0);
+	ck_assert_int_eq(
+	    netguard_check(sa_of("::ffff:8.8.8.8", &ss), NULL, 0, why, sizeof(why)), 0);
 
 	/* Refusals explain themselves. */
 	ck_assert_int_eq(netguard_check(sa_of("127.0.0.1", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "127.0.0.1 is a loopback address; add it to "
-			      "outbound_allow_networks to allow it");
+	                      "outbound_allow_networks to allow it");
 	ck_assert_int_eq(netguard_check(sa_of("::1", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "::1 is a loopback address; add it to outbound_allow_networks to "
-			      "allow it");
+	                      "allow it");
 	ck_assert_int_eq(netguard_check(sa_of("10.0.0.1", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "10.0.0.1 is a private address; add it to outbound_allow_networks "
-			      "to allow it");
-	ck_assert_int_eq(netguard_check(sa_of("169.254.169.254", &ss), NULL, 0, why, sizeof(why)),
-	    -1);
+	                      "to allow it");
+	ck_assert_int_eq(
+	    netguard_check(sa_of("169.254.169.254", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "169.254.169.254 is a link-local address (the cloud metadata "
-			      "service); add it to outbound_allow_networks to allow it");
+	                      "service); add it to outbound_allow_networks to allow it");
 	ck_assert_int_eq(netguard_check(sa_of("0.0.0.0", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "0.0.0.0 is an unspecified address; add it to "
-			      "outbound_allow_networks to allow it");
+	                      "outbound_allow_networks to allow it");
 	ck_assert_int_eq(netguard_check(sa_of("224.0.0.251", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_ptr_nonnull(strstr(why, "multicast"));
 	ck_assert_int_eq(netguard_check(sa_of("198.51.100.1", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_ptr_nonnull(strstr(why, "reserved"));
-	ck_assert_int_eq(netguard_check(sa_of("64:ff9b::7f00:1", &ss), NULL, 0, why, sizeof(why)),
-	    -1);
+	ck_assert_int_eq(
+	    netguard_check(sa_of("64:ff9b::7f00:1", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "64:ff9b::7f00:1 embeds 127.0.0.1, a loopback address; add "
-			      "64:ff9b::7f00:1 to outbound_allow_networks to allow it");
-	ck_assert_int_eq(netguard_check(sa_of("2002:a9fe:a9fe::", &ss), NULL, 0, why, sizeof(why)),
-	    -1);
+	                      "64:ff9b::7f00:1 to outbound_allow_networks to allow it");
+	ck_assert_int_eq(
+	    netguard_check(sa_of("2002:a9fe:a9fe::", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_ptr_nonnull(strstr(why, "metadata"));
-	ck_assert_int_eq(netguard_check(sa_of("::ffff:127.0.0.1", &ss), NULL, 0, why, sizeof(why)),
-	    -1);
+	ck_assert_int_eq(
+	    netguard_check(sa_of("::ffff:127.0.0.1", &ss), NULL, 0, why, sizeof(why)), -1);
 	ck_assert_ptr_nonnull(strstr(why, "loopback"));
 
 	/* The tests' allowlist: 127.0.0.0/8 lets loopback IPv4 through, and only that. */
 	ck_assert_int_eq(cidr_list_parse("127.0.0.0/8", &allow, &n), 0);
 	ck_assert_int_eq(netguard_check(sa_of("127.0.0.1", &ss), allow, n, why, sizeof(why)), 0);
 	ck_assert_int_eq(netguard_check(sa_of("127.3.2.1", &ss), allow, n, why, sizeof(why)), 0);
-	ck_assert_int_eq(netguard_check(sa_of("::ffff:127.0.0.1", &ss), allow, n, why,
-	                     sizeof(why)), 0);
+	ck_assert_int_eq(
+	    netguard_check(sa_of("::ffff:127.0.0.1", &ss), allow, n, why, sizeof(why)), 0);
 	ck_assert_int_eq(netguard_check(sa_of("::1", &ss), allow, n, why, sizeof(why)), -1);
 	ck_assert_int_eq(netguard_check(sa_of("10.0.0.1", &ss), allow, n, why, sizeof(why)), -1);
-	ck_assert_int_eq(netguard_check(sa_of("64:ff9b::7f00:1", &ss), allow, n, why,
-	                     sizeof(why)), -1);
+	ck_assert_int_eq(
+	    netguard_check(sa_of("64:ff9b::7f00:1", &ss), allow, n, why, sizeof(why)), -1);
 	ck_assert_int_eq(netguard_check(sa_of("8.8.8.8", &ss), allow, n, why, sizeof(why)), 0);
 	free(allow);
 
 	ck_assert_int_eq(cidr_list_parse("{127.0.0.0/8,::1/128,10.0.0.0/8}", &allow, &n), 0);
 	ck_assert_int_eq(netguard_check(sa_of("::1", &ss), allow, n, why, sizeof(why)), 0);
 	ck_assert_int_eq(netguard_check(sa_of("10.9.8.7", &ss), allow, n, why, sizeof(why)), 0);
-	ck_assert_int_eq(netguard_check(sa_of("192.168.0.1", &ss), allow, n, why, sizeof(why)),
-	    -1);
+	ck_assert_int_eq(netguard_check(sa_of("192.168.0.1", &ss), allow, n, why, sizeof(why)), -1);
 	free(allow);
 
 	/* A small buffer truncates the reason safely. */
@@ -479,25 +478,22 @@ START_TEST(test_url_good)
 	check_url("http://example.com/", "http", "example.com", 80, "/", 0, "example.com");
 	check_url("HTTP://Example.COM:8080/a/B?c=D&e=%20#frag", "http", "example.com", 8080,
 	    "/a/B?c=D&e=%20", 0, "example.com:8080");
-	check_url("https://example.com:443/x", "https", "example.com", 443, "/x", 0,
-	    "example.com");
-	check_url("https://example.com:80/x", "https", "example.com", 80, "/x", 0,
-	    "example.com:80");
-	check_url("http://example.com?x=1", "http", "example.com", 80, "/?x=1", 0,
-	    "example.com");
+	check_url("https://example.com:443/x", "https", "example.com", 443, "/x", 0, "example.com");
+	check_url(
+	    "https://example.com:80/x", "https", "example.com", 80, "/x", 0, "example.com:80");
+	check_url("http://example.com?x=1", "http", "example.com", 80, "/?x=1", 0, "example.com");
 	check_url("http://example.com#top", "http", "example.com", 80, "/", 0, "example.com");
 	check_url("http://example.com:/p", "http", "example.com", 80, "/p", 0, "example.com");
-	check_url("http://127.0.0.1:9000/hook", "http", "127.0.0.1", 9000, "/hook", 1,
-	    "127.0.0.1:9000");
+	check_url(
+	    "http://127.0.0.1:9000/hook", "http", "127.0.0.1", 9000, "/hook", 1, "127.0.0.1:9000");
 	check_url("http://[::1]:8080/x", "http", "::1", 8080, "/x", 1, "[::1]:8080");
-	check_url("https://[2001:DB8::1]/", "https", "2001:db8::1", 443, "/", 1,
-	    "[2001:db8::1]");
+	check_url("https://[2001:DB8::1]/", "https", "2001:db8::1", 443, "/", 1, "[2001:db8::1]");
 	check_url("http://[::ffff:127.0.0.1]/", "http", "::ffff:127.0.0.1", 80, "/", 1,
 	    "[::ffff:127.0.0.1]");
 	check_url("http://my_host.internal-1.example./in", "http", "my_host.internal-1.example.",
 	    80, "/in", 0, "my_host.internal-1.example.");
-	check_url("http://localhost:65535/a", "http", "localhost", 65535, "/a", 0,
-	    "localhost:65535");
+	check_url(
+	    "http://localhost:65535/a", "http", "localhost", 65535, "/a", 0, "localhost:65535");
 	check_url("http://a1.b2/x", "http", "a1.b2", 80, "/x", 0, "a1.b2");
 }
 END_TEST
@@ -505,58 +501,58 @@ END_TEST
 START_TEST(test_url_bad)
 {
 	static const char *const bad[] = {
-		"",
-		"example.com",
-		"ftp://example.com/",
-		"javascript:alert(1)",
-		"file:///etc/passwd",
-		"httpx://example.com/",
-		"http:/example.com",
-		"http:example.com",
-		"http://",
-		"http:///path",
-		"http://:80/",
-		"http://?q",
-		"http://user:pw@example.com/",
-		"http://user@example.com/",
-		"http://@example.com/",
-		"http://example.com@evil.com/",
-		"http://example.com:0/",
-		"http://example.com:65536/",
-		"http://example.com:123456/",
-		"http://example.com:8a/",
-		"http://example.com:-1/",
-		"http://example.com:80:80/",
-		"http://exa mple.com/",
-		"http://example.com/a b",
-		"http://example.com/\r\nX-Evil: 1",
-		"http://example.com/\t",
-		"http://example.com/\x7f",
-		" http://example.com/",
-		"http://ex\\ample.com/",
-		"http://example.com\\@evil.com/",
-		"http://ex\xc3\xa4mple.com/",
-		"http://example.com/caf\xc3\xa9",
-		"http://exa%41mple.com/",
-		"http://example..com/",
-		"http://.example.com/",
-		"http://[::1/",
-		"http://[::1",
-		"http://[]/",
-		"http://[fe80::1%25eth0]/",
-		"http://[not-v6]/",
-		"http://[::1]x/",
-		"http://[127.0.0.1]/",
-		"http://::1/",
-		"http://127.1/",
-		"http://127.0.1/",
-		"http://2130706433/",
-		"http://0x7f000001/",
-		"http://0x7f.0.0.1/",
-		"http://0177.0.0.1/",
-		"http://127.0.0.1./",
-		"http://1.2.3.4.5/",
-		"http://example.123/",
+	    "",
+	    "example.com",
+	    "ftp://example.com/",
+	    "javascript:alert(1)",
+	    "file:///etc/passwd",
+	    "httpx://example.com/",
+	    "http:/example.com",
+	    "http:example.com",
+	    "http://",
+	    "http:///path",
+	    "http://:80/",
+	    "http://?q",
+	    "http://user:pw@example.com/",
+	    "http://user@example.com/",
+	    "http://@example.com/",
+	    "http://example.com@evil.com/",
+	    "http://example.com:0/",
+	    "http://example.com:65536/",
+	    "http://example.com:123456/",
+	    "http://example.com:8a/",
+	    "http://example.com:-1/",
+	    "http://example.com:80:80/",
+	    "http://exa mple.com/",
+	    "http://example.com/a b",
+	    "http://example.com/\r\nX-Evil: 1",
+	    "http://example.com/\t",
+	    "http://example.com/\x7f",
+	    " http://example.com/",
+	    "http://ex\\ample.com/",
+	    "http://example.com\\@evil.com/",
+	    "http://ex\xc3\xa4mple.com/",
+	    "http://example.com/caf\xc3\xa9",
+	    "http://exa%41mple.com/",
+	    "http://example..com/",
+	    "http://.example.com/",
+	    "http://[::1/",
+	    "http://[::1",
+	    "http://[]/",
+	    "http://[fe80::1%25eth0]/",
+	    "http://[not-v6]/",
+	    "http://[::1]x/",
+	    "http://[127.0.0.1]/",
+	    "http://::1/",
+	    "http://127.1/",
+	    "http://127.0.1/",
+	    "http://2130706433/",
+	    "http://0x7f000001/",
+	    "http://0x7f.0.0.1/",
+	    "http://0177.0.0.1/",
+	    "http://127.0.0.1./",
+	    "http://1.2.3.4.5/",
+	    "http://example.123/",
 	};
 	struct target_url u;
 	char why[256];

@@ -21,9 +21,9 @@
 /* The published Standard Webhooks test vector (standard-webhooks spec and libraries). */
 #define SW_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 #define SW_MSG_ID "msg_p5jXN8AQM9LWM0D4loKWxJek"
-#define SW_TS 1614265330
-#define SW_BODY "{\"test\": 2432232314}"
-#define SW_SIG "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+#define SW_TS     1614265330
+#define SW_BODY   "{\"test\": 2432232314}"
+#define SW_SIG    "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 /*
  * A second secret, whsec_ + base64 of the bytes 0..31. Its signature of the vector's
@@ -31,7 +31,7 @@
  *   hmac.new(bytes(range(32)), b'msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}',
  *            hashlib.sha256).digest() | base64
  */
-#define SECRET2 "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define SECRET2     "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 #define SECRET2_SIG "v1,O4Gjv1HqPqsMrjmczoggs/sWA8gZD0VyHG+fLh4+ktI="
 
 /*
@@ -41,17 +41,17 @@
  *   printf '%s' '' | openssl dgst -sha256 -hmac 'your-webhook-secret'
  *   printf '%s' '{"id":"evt_1",...same body...}' | openssl dgst -sha256 -hmac "$SECRET2"
  */
-#define HEX_BODY "{\"id\":\"evt_1\",\"event\":\"order.created\",\"data\":{\"url\":\"https://x/y\"}}"
-#define HEX_SECRET "whsec_abc123"
-#define HEX_SIG "0dcc1109e1cdf9cffd0ab3214d4d3a499a8881fb8901d1b1f78566d4b026d2dd"
-#define HEX_EMPTY_SIG "9b05faa11d309c22d73f09cf58fa137bd436128250daccc545773e612633055f"
+#define HEX_BODY        "{\"id\":\"evt_1\",\"event\":\"order.created\",\"data\":{\"url\":\"https://x/y\"}}"
+#define HEX_SECRET      "whsec_abc123"
+#define HEX_SIG         "0dcc1109e1cdf9cffd0ab3214d4d3a499a8881fb8901d1b1f78566d4b026d2dd"
+#define HEX_EMPTY_SIG   "9b05faa11d309c22d73f09cf58fa137bd436128250daccc545773e612633055f"
 #define HEX_SECRET2_SIG "79cff1b0a3cfdaee855a141a590a41c5202dc5b2a28658cad90ef8aa798b4307"
 
 /* --- Standard Webhooks --------------------------------------------------------------- */
 
 START_TEST(test_standard_vector)
 {
-	const char *secrets[] = { SW_SECRET };
+	const char *secrets[] = {SW_SECRET};
 	char *sig = sign_standard(SW_MSG_ID, SW_TS, SW_BODY, strlen(SW_BODY), secrets, 1);
 
 	ck_assert_ptr_nonnull(sig);
@@ -62,7 +62,7 @@ END_TEST
 
 START_TEST(test_standard_rotation)
 {
-	const char *secrets[] = { SW_SECRET, SECRET2 };
+	const char *secrets[] = {SW_SECRET, SECRET2};
 	char *sig;
 
 	sig = sign_standard(SW_MSG_ID, SW_TS, SW_BODY, strlen(SW_BODY), secrets, 2);
@@ -205,23 +205,24 @@ collect_cb(const char *name, const char *value, void *arg)
 	h->n++;
 }
 
-#define ASSERT_HEADER(h, i, nm, val)                                                       \
-	do {                                                                               \
-		ck_assert_str_eq((h).name[i], nm);                                         \
-		ck_assert_str_eq((h).value[i], val);                                       \
+#define ASSERT_HEADER(h, i, nm, val)                                                               \
+	do {                                                                                       \
+		ck_assert_str_eq((h).name[i], nm);                                                 \
+		ck_assert_str_eq((h).value[i], val);                                               \
 	} while (0)
 
 START_TEST(test_headers_build)
 {
-	const char *secrets[] = { HEX_SECRET, SW_SECRET };
-	const char *sw[] = { SW_SECRET };
+	const char *secrets[] = {HEX_SECRET, SW_SECRET};
+	const char *sw[] = {SW_SECRET};
 	struct headers h;
 	char *std;
 
 	/* Standard alone reproduces the published vector. */
 	memset(&h, 0, sizeof(h));
 	ck_assert_int_eq(sign_headers_build(SIGN_STANDARD, SW_MSG_ID, SW_TS, SW_BODY,
-	                     strlen(SW_BODY), sw, 1, collect_cb, &h), 0);
+	                     strlen(SW_BODY), sw, 1, collect_cb, &h),
+	    0);
 	ck_assert_int_eq(h.n, 3);
 	ASSERT_HEADER(h, 0, "webhook-id", SW_MSG_ID);
 	ASSERT_HEADER(h, 1, "webhook-timestamp", "1614265330");
@@ -230,7 +231,8 @@ START_TEST(test_headers_build)
 	/* Seed 003: hex of the body under the newest secret, timestamp, id. */
 	memset(&h, 0, sizeof(h));
 	ck_assert_int_eq(sign_headers_build(SIGN_OMNISALES, "evt_1", 1705401000, HEX_BODY,
-	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h), 0);
+	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h),
+	    0);
 	ck_assert_int_eq(h.n, 3);
 	ASSERT_HEADER(h, 0, "X-Webhook-Signature", HEX_SIG);
 	ASSERT_HEADER(h, 1, "X-Webhook-Timestamp", "1705401000");
@@ -239,7 +241,8 @@ START_TEST(test_headers_build)
 	/* Seed 004: one header. */
 	memset(&h, 0, sizeof(h));
 	ck_assert_int_eq(sign_headers_build(SIGN_FLUXBASE, "evt_1", 1705401000, HEX_BODY,
-	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h), 0);
+	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h),
+	    0);
 	ck_assert_int_eq(h.n, 1);
 	ASSERT_HEADER(h, 0, "X-Fluxbase-Signature", HEX_SIG);
 
@@ -249,14 +252,16 @@ START_TEST(test_headers_build)
 	 */
 	memset(&h, 0, sizeof(h));
 	ck_assert_int_eq(sign_headers_build(SIGN_ALL, "evt_1", 1705401000, HEX_BODY,
-	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h), -1);
+	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h),
+	    -1);
 	ck_assert_int_eq(h.n, 0);
 
 	/* All three, in order; the standard signature carries both secrets, hex the newest. */
 	secrets[0] = SECRET2;
 	memset(&h, 0, sizeof(h));
 	ck_assert_int_eq(sign_headers_build(SIGN_ALL, "evt_1", 1705401000, HEX_BODY,
-	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h), 0);
+	                     strlen(HEX_BODY), secrets, 2, collect_cb, &h),
+	    0);
 	ck_assert_int_eq(h.n, 7);
 	std = sign_standard("evt_1", 1705401000, HEX_BODY, strlen(HEX_BODY), secrets, 2);
 	ASSERT_HEADER(h, 0, "webhook-id", "evt_1");
@@ -271,8 +276,8 @@ START_TEST(test_headers_build)
 
 	/* No secret: ids and timestamps only. */
 	memset(&h, 0, sizeof(h));
-	ck_assert_int_eq(sign_headers_build(SIGN_ALL, "evt_1", 1, "{}", 2, NULL, 0, collect_cb,
-	                     &h), 0);
+	ck_assert_int_eq(
+	    sign_headers_build(SIGN_ALL, "evt_1", 1, "{}", 2, NULL, 0, collect_cb, &h), 0);
 	ck_assert_int_eq(h.n, 4);
 	ASSERT_HEADER(h, 0, "webhook-id", "evt_1");
 	ASSERT_HEADER(h, 1, "webhook-timestamp", "1");
@@ -286,21 +291,22 @@ START_TEST(test_headers_build)
 
 	/* Ids that would split or smuggle headers, and unusable secrets: -1, nothing added. */
 	memset(&h, 0, sizeof(h));
-	ck_assert_int_eq(sign_headers_build(SIGN_ALL, "evt\r\nX-Evil: 1", 1, "{}", 2, sw, 1,
-	                     collect_cb, &h), -1);
-	ck_assert_int_eq(sign_headers_build(SIGN_ALL, "evt 1", 1, "{}", 2, sw, 1, collect_cb, &h),
+	ck_assert_int_eq(
+	    sign_headers_build(SIGN_ALL, "evt\r\nX-Evil: 1", 1, "{}", 2, sw, 1, collect_cb, &h),
 	    -1);
+	ck_assert_int_eq(
+	    sign_headers_build(SIGN_ALL, "evt 1", 1, "{}", 2, sw, 1, collect_cb, &h), -1);
 	ck_assert_int_eq(sign_headers_build(SIGN_ALL, "", 1, "{}", 2, sw, 1, collect_cb, &h), -1);
 	ck_assert_int_eq(sign_headers_build(SIGN_ALL, NULL, 1, "{}", 2, sw, 1, collect_cb, &h), -1);
 	secrets[1] = "whsec_***";
-	ck_assert_int_eq(sign_headers_build(SIGN_ALL, "evt_1", 1, "{}", 2, secrets, 2, collect_cb,
-	                     &h), -1);
+	ck_assert_int_eq(
+	    sign_headers_build(SIGN_ALL, "evt_1", 1, "{}", 2, secrets, 2, collect_cb, &h), -1);
 	ck_assert_int_eq(h.n, 0);
 
 	/* Negative timestamps are printed as numbers (never happens, but stays defined). */
 	memset(&h, 0, sizeof(h));
-	ck_assert_int_eq(sign_headers_build(SIGN_STANDARD, "m", -5, "", 0, NULL, 0, collect_cb, &h),
-	    0);
+	ck_assert_int_eq(
+	    sign_headers_build(SIGN_STANDARD, "m", -5, "", 0, NULL, 0, collect_cb, &h), 0);
 	ASSERT_HEADER(h, 1, "webhook-timestamp", "-5");
 }
 END_TEST

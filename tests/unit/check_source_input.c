@@ -107,8 +107,8 @@ START_TEST(test_full_create)
 	    "\"handler\":{\"type\":\"sql\",\"function\":\"public.on_event\",\"max_attempts\":5},"
 	    "\"review_required\":true,\"active\":false}";
 
-	ck_assert_msg(parse(body, SOURCE_INPUT_CREATE, &in, &err) == 0, "%s: %s", err.field,
-	    err.message);
+	ck_assert_msg(
+	    parse(body, SOURCE_INPUT_CREATE, &in, &err) == 0, "%s: %s", err.field, err.message);
 	ck_assert_uint_eq(in.given, SOURCE_F_ALL);
 	ck_assert_str_eq(in.slug, "A1_b.c-d");
 	ck_assert_str_eq(in.name, "Stripe");
@@ -182,8 +182,8 @@ START_TEST(test_shorthands_and_lists)
 	source_input_clear(&in);
 
 	/* Integral doubles count as integers. */
-	ck_assert_int_eq(parse("{\"slug\":\"s\",\"timestamp_tolerance\":60.0}", SOURCE_INPUT_CREATE,
-	                     &in, &err),
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"s\",\"timestamp_tolerance\":60.0}", SOURCE_INPUT_CREATE, &in, &err),
 	    0);
 	ck_assert_int_eq(in.tolerance, 60);
 	source_input_clear(&in);
@@ -219,69 +219,71 @@ START_TEST(test_invalid_fields)
 		const char *body;
 		const char *field;
 	} cases[] = {
-		{ "[]", "" },
-		{ "\"x\"", "" },
-		{ "{}", "slug" },
-		{ "{\"name\":\"x\"}", "slug" },
-		{ "{\"slug\":null}", "slug" },
-		{ "{\"slug\":7}", "slug" },
-		{ "{\"slug\":\"-bad\"}", "slug" },
-		{ "{\"slug\":\"has space\"}", "slug" },
-		{ "{\"slug\":\"s\",\"name\":5}", "name" },
-		{ "{\"slug\":\"s\",\"description\":[]}", "description" },
-		{ "{\"slug\":\"s\",\"verifier\":\"nope\"}", "verifier" },
-		{ "{\"slug\":\"s\",\"verifier\":{\"scheme\":\"github\",\"bogus\":1}}", "verifier" },
-		{ "{\"slug\":\"s\",\"verifier\":{}}", "verifier" },
-		{ "{\"slug\":\"s\",\"verifier\":5}", "verifier" },
-		{ "{\"slug\":\"s\",\"secret\":\"\"}", "secret" },
-		{ "{\"slug\":\"s\",\"secret\":5}", "secret" },
-		{ "{\"slug\":\"s\",\"secret\":\"a\\nb\"}", "secret" },
-		{ "{\"slug\":\"s\",\"secrets\":\"x\"}", "secrets" },
-		{ "{\"slug\":\"s\",\"secrets\":[\"ok\",3]}", "secrets" },
-		{ "{\"slug\":\"s\",\"secret\":\"a\",\"secrets\":[\"b\"]}", "secrets" },
-		{ "{\"slug\":\"s\",\"timestamp_tolerance\":-1}", "timestamp_tolerance" },
-		{ "{\"slug\":\"s\",\"timestamp_tolerance\":86401}", "timestamp_tolerance" },
-		{ "{\"slug\":\"s\",\"timestamp_tolerance\":1.5}", "timestamp_tolerance" },
-		{ "{\"slug\":\"s\",\"timestamp_tolerance\":\"300\"}", "timestamp_tolerance" },
-		{ "{\"slug\":\"s\",\"allowed_event_types\":\"a\"}", "allowed_event_types" },
-		{ "{\"slug\":\"s\",\"allowed_event_types\":[]}", "allowed_event_types" },
-		{ "{\"slug\":\"s\",\"allowed_event_types\":[\"a\",\"\"]}", "allowed_event_types" },
-		{ "{\"slug\":\"s\",\"allowed_event_types\":[1]}", "allowed_event_types" },
-		{ "{\"slug\":\"s\",\"max_body\":0}", "max_body" },
-		{ "{\"slug\":\"s\",\"max_body\":1048577}", "max_body" },
-		{ "{\"slug\":\"s\",\"max_body\":\"1k\"}", "max_body" },
-		{ "{\"slug\":\"s\",\"rate_limit\":5}", "rate_limit" },
-		{ "{\"slug\":\"s\",\"rate_limit\":{}}", "rate_limit.per_second" },
-		{ "{\"slug\":\"s\",\"rate_limit\":{\"per_second\":0}}", "rate_limit.per_second" },
-		{ "{\"slug\":\"s\",\"rate_limit\":{\"per_second\":-2}}", "rate_limit.per_second" },
-		{ "{\"slug\":\"s\",\"rate_limit\":{\"per_second\":1,\"burst\":0}}", "rate_limit.burst" },
-		{ "{\"slug\":\"s\",\"rate_limit\":{\"per_second\":1,\"burst\":1.5}}", "rate_limit.burst" },
-		{ "{\"slug\":\"s\",\"rate_limit\":{\"per_second\":1,\"brust\":1}}", "rate_limit.brust" },
-		{ "{\"slug\":\"s\",\"ip_allowlist\":\"10.0.0.0/8\"}", "ip_allowlist" },
-		{ "{\"slug\":\"s\",\"ip_allowlist\":[]}", "ip_allowlist" },
-		{ "{\"slug\":\"s\",\"ip_allowlist\":[\"10.1.2.3/8\"]}", "ip_allowlist" },
-		{ "{\"slug\":\"s\",\"ip_allowlist\":[\"10.0.0.0/8\",\"banana\"]}", "ip_allowlist" },
-		{ "{\"slug\":\"s\",\"ip_allowlist\":[\"10.0.0.0/33\"]}", "ip_allowlist" },
-		{ "{\"slug\":\"s\",\"dedupe_key\":\"id\"}", "dedupe_key" },
-		{ "{\"slug\":\"s\",\"dedupe_key\":\"header:\"}", "dedupe_key" },
-		{ "{\"slug\":\"s\",\"dedupe_key\":\"json:$..\"}", "dedupe_key" },
-		{ "{\"slug\":\"s\",\"dedupe_key\":5}", "dedupe_key" },
-		{ "{\"slug\":\"s\",\"event_type_key\":\"body:type\"}", "event_type_key" },
-		{ "{\"slug\":\"s\",\"handler\":5}", "handler" },
-		{ "{\"slug\":\"s\",\"handler\":{\"type\":\"shell\"}}", "handler.type" },
-		{ "{\"slug\":\"s\",\"handler\":{\"type\":\"sql\"}}", "handler.function" },
-		{ "{\"slug\":\"s\",\"handler\":{\"type\":\"sql\",\"function\":\"x; drop\"}}",
-		    "handler.function" },
-		{ "{\"slug\":\"s\",\"handler\":{\"type\":\"sql\",\"function\":\"f\",\"max_attempts\":0}}",
-		    "handler.max_attempts" },
-		{ "{\"slug\":\"s\",\"handler\":{\"type\":\"sql\",\"fucntion\":\"f\"}}",
-		    "handler.fucntion" },
-		{ "{\"slug\":\"s\",\"review_required\":\"yes\"}", "review_required" },
-		{ "{\"slug\":\"s\",\"active\":1}", "active" },
-		{ "{\"slug\":\"s\",\"colour\":\"red\"}", "colour" },
-		{ "{\"slug\":\"s\",\"id\":\"x\"}", "id" },
-		{ "{\"slug\":\"s\",\"url\":\"/in/s\"}", "url" },
-		{ "{\"slug\":\"s\",\"created_at\":\"x\"}", "created_at" },
+	    {"[]", ""},
+	    {"\"x\"", ""},
+	    {"{}", "slug"},
+	    {"{\"name\":\"x\"}", "slug"},
+	    {"{\"slug\":null}", "slug"},
+	    {"{\"slug\":7}", "slug"},
+	    {"{\"slug\":\"-bad\"}", "slug"},
+	    {"{\"slug\":\"has space\"}", "slug"},
+	    {"{\"slug\":\"s\",\"name\":5}", "name"},
+	    {"{\"slug\":\"s\",\"description\":[]}", "description"},
+	    {"{\"slug\":\"s\",\"verifier\":\"nope\"}", "verifier"},
+	    {"{\"slug\":\"s\",\"verifier\":{\"scheme\":\"github\",\"bogus\":1}}", "verifier"},
+	    {"{\"slug\":\"s\",\"verifier\":{}}", "verifier"},
+	    {"{\"slug\":\"s\",\"verifier\":5}", "verifier"},
+	    {"{\"slug\":\"s\",\"secret\":\"\"}", "secret"},
+	    {"{\"slug\":\"s\",\"secret\":5}", "secret"},
+	    {"{\"slug\":\"s\",\"secret\":\"a\\nb\"}", "secret"},
+	    {"{\"slug\":\"s\",\"secrets\":\"x\"}", "secrets"},
+	    {"{\"slug\":\"s\",\"secrets\":[\"ok\",3]}", "secrets"},
+	    {"{\"slug\":\"s\",\"secret\":\"a\",\"secrets\":[\"b\"]}", "secrets"},
+	    {"{\"slug\":\"s\",\"timestamp_tolerance\":-1}", "timestamp_tolerance"},
+	    {"{\"slug\":\"s\",\"timestamp_tolerance\":86401}", "timestamp_tolerance"},
+	    {"{\"slug\":\"s\",\"timestamp_tolerance\":1.5}", "timestamp_tolerance"},
+	    {"{\"slug\":\"s\",\"timestamp_tolerance\":\"300\"}", "timestamp_tolerance"},
+	    {"{\"slug\":\"s\",\"allowed_event_types\":\"a\"}", "allowed_event_types"},
+	    {"{\"slug\":\"s\",\"allowed_event_types\":[]}", "allowed_event_types"},
+	    {"{\"slug\":\"s\",\"allowed_event_types\":[\"a\",\"\"]}", "allowed_event_types"},
+	    {"{\"slug\":\"s\",\"allowed_event_types\":[1]}", "allowed_event_types"},
+	    {"{\"slug\":\"s\",\"max_body\":0}", "max_body"},
+	    {"{\"slug\":\"s\",\"max_body\":1048577}", "max_body"},
+	    {"{\"slug\":\"s\",\"max_body\":\"1k\"}", "max_body"},
+	    {"{\"slug\":\"s\",\"rate_limit\":5}", "rate_limit"},
+	    {"{\"slug\":\"s\",\"rate_limit\":{}}", "rate_limit.per_second"},
+	    {"{\"slug\":\"s\",\"rate_limit\":{\"per_second\":0}}", "rate_limit.per_second"},
+	    {"{\"slug\":\"s\",\"rate_limit\":{\"per_second\":-2}}", "rate_limit.per_second"},
+	    {"{\"slug\":\"s\",\"rate_limit\":{\"per_second\":1,\"burst\":0}}", "rate_limit.burst"},
+	    {"{\"slug\":\"s\",\"rate_limit\":{\"per_second\":1,\"burst\":1.5}}",
+	        "rate_limit.burst"},
+	    {"{\"slug\":\"s\",\"rate_limit\":{\"per_second\":1,\"brust\":1}}", "rate_limit.brust"},
+	    {"{\"slug\":\"s\",\"ip_allowlist\":\"10.0.0.0/8\"}", "ip_allowlist"},
+	    {"{\"slug\":\"s\",\"ip_allowlist\":[]}", "ip_allowlist"},
+	    {"{\"slug\":\"s\",\"ip_allowlist\":[\"10.1.2.3/8\"]}", "ip_allowlist"},
+	    {"{\"slug\":\"s\",\"ip_allowlist\":[\"10.0.0.0/8\",\"banana\"]}", "ip_allowlist"},
+	    {"{\"slug\":\"s\",\"ip_allowlist\":[\"10.0.0.0/33\"]}", "ip_allowlist"},
+	    {"{\"slug\":\"s\",\"dedupe_key\":\"id\"}", "dedupe_key"},
+	    {"{\"slug\":\"s\",\"dedupe_key\":\"header:\"}", "dedupe_key"},
+	    {"{\"slug\":\"s\",\"dedupe_key\":\"json:$..\"}", "dedupe_key"},
+	    {"{\"slug\":\"s\",\"dedupe_key\":5}", "dedupe_key"},
+	    {"{\"slug\":\"s\",\"event_type_key\":\"body:type\"}", "event_type_key"},
+	    {"{\"slug\":\"s\",\"handler\":5}", "handler"},
+	    {"{\"slug\":\"s\",\"handler\":{\"type\":\"shell\"}}", "handler.type"},
+	    {"{\"slug\":\"s\",\"handler\":{\"type\":\"sql\"}}", "handler.function"},
+	    {"{\"slug\":\"s\",\"handler\":{\"type\":\"sql\",\"function\":\"x; drop\"}}",
+	        "handler.function"},
+	    {"{\"slug\":\"s\",\"handler\":{\"type\":\"sql\",\"function\":\"f\",\"max_attempts\":0}"
+	     "}",
+	        "handler.max_attempts"},
+	    {"{\"slug\":\"s\",\"handler\":{\"type\":\"sql\",\"fucntion\":\"f\"}}",
+	        "handler.fucntion"},
+	    {"{\"slug\":\"s\",\"review_required\":\"yes\"}", "review_required"},
+	    {"{\"slug\":\"s\",\"active\":1}", "active"},
+	    {"{\"slug\":\"s\",\"colour\":\"red\"}", "colour"},
+	    {"{\"slug\":\"s\",\"id\":\"x\"}", "id"},
+	    {"{\"slug\":\"s\",\"url\":\"/in/s\"}", "url"},
+	    {"{\"slug\":\"s\",\"created_at\":\"x\"}", "created_at"},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
@@ -299,8 +301,9 @@ START_TEST(test_error_never_shows_a_secret)
 	struct source_input in;
 	struct source_input_error err;
 
-	ck_assert_int_eq(parse("{\"slug\":\"s\",\"verifier\":\"discord\",\"secret\":\"topsecretvalue\"}",
-	                     SOURCE_INPUT_CREATE, &in, &err),
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"s\",\"verifier\":\"discord\",\"secret\":\"topsecretvalue\"}",
+	        SOURCE_INPUT_CREATE, &in, &err),
 	    0);
 	ck_assert_int_eq(source_input_finish(&in, 0, &err), -1);
 	ck_assert_str_eq(err.field, "secret");
@@ -316,7 +319,8 @@ START_TEST(test_patch_gives_only_what_it_names)
 	struct source_input in;
 	struct source_input_error err;
 
-	ck_assert_int_eq(parse("{\"name\":\"n\",\"active\":false}", SOURCE_INPUT_PATCH, &in, &err), 0);
+	ck_assert_int_eq(
+	    parse("{\"name\":\"n\",\"active\":false}", SOURCE_INPUT_PATCH, &in, &err), 0);
 	ck_assert_uint_eq(in.given, SOURCE_F_NAME | SOURCE_F_ACTIVE);
 	ck_assert_ptr_null(in.slug);
 	ck_assert_ptr_null(in.verifier);
@@ -333,12 +337,13 @@ START_TEST(test_patch_merge)
 	struct source_input base, patch;
 	struct source_input_error err;
 
-	ck_assert_int_eq(parse("{\"slug\":\"s\",\"name\":\"old\",\"description\":\"d\","
-	                       "\"verifier\":\"github\",\"allowed_event_types\":[\"a\"],"
-	                       "\"rate_limit\":{\"per_second\":5,\"burst\":7},"
-	                       "\"ip_allowlist\":[\"10.0.0.0/8\"],\"dedupe_key\":\"header:X-Id\","
-	                       "\"handler\":{\"type\":\"sql\",\"function\":\"f\"},\"max_body\":100}",
-	                     SOURCE_INPUT_REPLACE, &base, &err),
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"s\",\"name\":\"old\",\"description\":\"d\","
+	          "\"verifier\":\"github\",\"allowed_event_types\":[\"a\"],"
+	          "\"rate_limit\":{\"per_second\":5,\"burst\":7},"
+	          "\"ip_allowlist\":[\"10.0.0.0/8\"],\"dedupe_key\":\"header:X-Id\","
+	          "\"handler\":{\"type\":\"sql\",\"function\":\"f\"},\"max_body\":100}",
+	        SOURCE_INPUT_REPLACE, &base, &err),
 	    0);
 	base.given = 0;
 	ck_assert_int_eq(parse("{\"name\":\"new\",\"description\":null,\"rate_limit\":null,"
@@ -366,7 +371,8 @@ START_TEST(test_patch_merge)
 	ck_assert_int_eq(base.max_body, 100);
 	ck_assert_int_eq(base.tolerance, 300);
 	ck_assert_uint_eq(base.given, SOURCE_F_NAME | SOURCE_F_DESCRIPTION | SOURCE_F_RATE_LIMIT |
-	                                  SOURCE_F_ALLOWED_TYPES | SOURCE_F_HANDLER | SOURCE_F_ACTIVE);
+	                                  SOURCE_F_ALLOWED_TYPES | SOURCE_F_HANDLER |
+	                                  SOURCE_F_ACTIVE);
 	ck_assert(!(base.given & SOURCE_F_SECRETS));
 	source_input_clear(&base);
 }
@@ -377,12 +383,12 @@ START_TEST(test_patch_merge_secrets_and_slug)
 	struct source_input base, patch;
 	struct source_input_error err;
 
-	ck_assert_int_eq(parse("{\"slug\":\"s\",\"verifier\":\"github\"}", SOURCE_INPUT_REPLACE, &base,
-	                     &err),
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"s\",\"verifier\":\"github\"}", SOURCE_INPUT_REPLACE, &base, &err),
 	    0);
 	base.given = 0;
-	ck_assert_int_eq(parse("{\"slug\":\"t\",\"secrets\":[\"x1\",\"x2\"]}", SOURCE_INPUT_PATCH,
-	                     &patch, &err),
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"t\",\"secrets\":[\"x1\",\"x2\"]}", SOURCE_INPUT_PATCH, &patch, &err),
 	    0);
 	source_input_merge(&base, &patch);
 	source_input_clear(&patch);
@@ -406,23 +412,20 @@ START_TEST(test_finish_generates_secrets)
 	unsigned char raw[64];
 
 	/* Standard Webhooks: whsec_ + base64 of 32 bytes. */
-	ck_assert_int_eq(parse("{\"slug\":\"s\",\"verifier\":\"standard\"}", SOURCE_INPUT_CREATE, &in,
-	                     &err),
-	    0);
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"s\",\"verifier\":\"standard\"}", SOURCE_INPUT_CREATE, &in, &err), 0);
 	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
 	ck_assert_int_eq(in.nsecrets, 1);
 	ck_assert_int_eq(in.secret_generated, 1);
 	ck_assert(in.given & SOURCE_F_SECRETS);
 	ck_assert(strncmp(in.secrets[0], "whsec_", 6) == 0);
-	ck_assert_int_eq(base64_decode(in.secrets[0] + 6, strlen(in.secrets[0] + 6), raw,
-	                     sizeof(raw)),
-	    32);
+	ck_assert_int_eq(
+	    base64_decode(in.secrets[0] + 6, strlen(in.secrets[0] + 6), raw, sizeof(raw)), 32);
 	source_input_clear(&in);
 
 	/* Others: 32 random bytes as hex. */
-	ck_assert_int_eq(parse("{\"slug\":\"s\",\"verifier\":\"github\"}", SOURCE_INPUT_CREATE, &in,
-	                     &err),
-	    0);
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"s\",\"verifier\":\"github\"}", SOURCE_INPUT_CREATE, &in, &err), 0);
 	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
 	ck_assert_int_eq(strlen(in.secrets[0]), 64);
 	ck_assert_int_eq(hex_decode(in.secrets[0], 64, raw, sizeof(raw)), 32);
@@ -455,11 +458,11 @@ START_TEST(test_finish_discord_needs_public_key)
 {
 	struct source_input in;
 	struct source_input_error err;
-	static const char key[] = "e1ca7a4b4f9e3c5a7f0c1e2d3b4a59687766554433221100ffeeddccbbaa9988";
+	static const char key[] =
+	    "e1ca7a4b4f9e3c5a7f0c1e2d3b4a59687766554433221100ffeeddccbbaa9988";
 
-	ck_assert_int_eq(parse("{\"slug\":\"d\",\"verifier\":\"discord\"}", SOURCE_INPUT_CREATE, &in,
-	                     &err),
-	    0);
+	ck_assert_int_eq(
+	    parse("{\"slug\":\"d\",\"verifier\":\"discord\"}", SOURCE_INPUT_CREATE, &in, &err), 0);
 	ck_assert_int_eq(source_input_finish(&in, 0, &err), -1);
 	ck_assert_str_eq(err.field, "secret");
 	source_input_clear(&in);
@@ -474,8 +477,8 @@ START_TEST(test_finish_discord_needs_public_key)
 	{
 		char body[256];
 
-		snprintf(body, sizeof(body), "{\"slug\":\"d\",\"verifier\":\"discord\",\"secret\":\"%s\"}",
-		    key);
+		snprintf(body, sizeof(body),
+		    "{\"slug\":\"d\",\"verifier\":\"discord\",\"secret\":\"%s\"}", key);
 		ck_assert_int_eq(parse(body, SOURCE_INPUT_CREATE, &in, &err), 0);
 		ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
 		ck_assert_int_eq(in.secret_generated, 0);
@@ -512,13 +515,14 @@ START_TEST(test_key_encodings)
 	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_RAW, "tab\there", why, sizeof(why)), -1);
 	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_HEX, "00ff", why, sizeof(why)), 0);
 	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_HEX, "0g", why, sizeof(why)), -1);
-	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_WHSEC, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-	                     why, sizeof(why)),
+	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_WHSEC,
+	                     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", why, sizeof(why)),
 	    0);
-	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_WHSEC, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-	                     why, sizeof(why)),
+	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_WHSEC,
+	                     "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", why, sizeof(why)),
 	    0);
-	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_WHSEC, "whsec_!!!", why, sizeof(why)), -1);
+	ck_assert_int_eq(
+	    source_secret_check(SOURCE_KEYENC_WHSEC, "whsec_!!!", why, sizeof(why)), -1);
 	ck_assert_ptr_null(strstr(why, "!!!"));
 	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_BASE64, "%%%", why, sizeof(why)), -1);
 	ck_assert_int_eq(source_secret_check(SOURCE_KEYENC_ED25519, "00", why, sizeof(why)), -1);
@@ -552,7 +556,7 @@ END_TEST
 START_TEST(test_secrets_seal_round_trip)
 {
 	unsigned char key[32];
-	char *plain[] = { "first-secret", "second-secret" };
+	char *plain[] = {"first-secret", "second-secret"};
 	char *text, *open0;
 	struct json_object *arr, *e;
 
@@ -569,8 +573,8 @@ START_TEST(test_secrets_seal_round_trip)
 	open0 = seal_decrypt(key, json_get_str(e, "sealed"));
 	ck_assert_str_eq(open0, "first-secret");
 	seal_free(open0);
-	ck_assert_str_ne(json_get_str(e, "id"),
-	    json_get_str(json_object_array_get_idx(arr, 1), "id"));
+	ck_assert_str_ne(
+	    json_get_str(e, "id"), json_get_str(json_object_array_get_idx(arr, 1), "id"));
 	json_object_put(arr);
 	free(text);
 }
@@ -587,8 +591,9 @@ static const char stored[] =
 static struct json_object *
 new_entry(void)
 {
-	return js("{\"id\":\"sec_new\",\"sealed\":\"SN\",\"created_at\":\"2026-02-01T00:00:00.000Z\","
-	          "\"expires_at\":null}");
+	return js(
+	    "{\"id\":\"sec_new\",\"sealed\":\"SN\",\"created_at\":\"2026-02-01T00:00:00.000Z\","
+	    "\"expires_at\":null}");
 }
 
 START_TEST(test_secrets_rotate)

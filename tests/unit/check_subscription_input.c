@@ -78,8 +78,8 @@ START_TEST(test_minimal_create_takes_defaults)
 	struct subscription_input in;
 	struct subscription_input_error err;
 
-	ck_assert_int_eq(parse("{\"name\":\"n\"," URL "}", SUB_INPUT_CREATE, SUB_API_V1, &in, &err),
-	    0);
+	ck_assert_int_eq(
+	    parse("{\"name\":\"n\"," URL "}", SUB_INPUT_CREATE, SUB_API_V1, &in, &err), 0);
 	ck_assert_uint_eq(in.given, SUB_F_NAME | SUB_F_URL);
 	ck_assert_str_eq(in.name, "n");
 	ck_assert_str_eq(in.url, "https://example.com/hooks");
@@ -133,8 +133,8 @@ START_TEST(test_full_create)
 	                       "\"DELETE\"]}]");
 	ck_assert_int_eq(in.max_retries, 10);
 	ck_assert_int_eq(in.timeout_seconds, 5);
-	ck_assert(in.backoff_s == 5 && in.multiplier == 3 && in.max_delay_s == 120 &&
-	          in.jitter == 0);
+	ck_assert(
+	    in.backoff_s == 5 && in.multiplier == 3 && in.max_delay_s == 120 && in.jitter == 0);
 	ck_assert_int_eq(in.nschedule, 3);
 	ck_assert(in.schedule[2] == 30.5);
 	assert_json(in.headers, "{\"Authorization\":\"Bearer x\",\"X-Tenant\":\"t1\"}");
@@ -157,26 +157,29 @@ START_TEST(test_header_sets_by_api)
 
 	/* v1 with a secret: fluxbase added (seed 004) */
 	ck_assert_int_eq(parse("{\"name\":\"n\"," URL ",\"secret\":\"s3cret\"}", SUB_INPUT_CREATE,
-	                     SUB_API_V1, &in, &err), 0);
+	                     SUB_API_V1, &in, &err),
+	    0);
 	ck_assert_int_eq(subscription_input_finish(&in, SUB_API_V1, 0, NULL, &err), 0);
 	ck_assert_uint_eq(in.sign_flags, SIGN_STANDARD | SIGN_FLUXBASE);
 	subscription_input_clear(&in);
 	/* v1 with a secret and explicit sets: they win, standard always there */
 	ck_assert_int_eq(parse("{\"name\":\"n\"," URL ",\"secret\":\"s3cret\","
-	                       "\"signature_headers\":[\"omnisales\"]}", SUB_INPUT_CREATE,
-	                     SUB_API_V1, &in, &err), 0);
+	                       "\"signature_headers\":[\"omnisales\"]}",
+	                     SUB_INPUT_CREATE, SUB_API_V1, &in, &err),
+	    0);
 	ck_assert_int_eq(subscription_input_finish(&in, SUB_API_V1, 0, NULL, &err), 0);
 	ck_assert_uint_eq(in.sign_flags, SIGN_STANDARD | SIGN_OMNISALES);
 	subscription_input_clear(&in);
 	/* seed 003: standard and omnisales; a given secret adds nothing */
 	ck_assert_int_eq(parse("{\"name\":\"n\"," URL ",\"secret\":\"s3cret\"}", SUB_INPUT_CREATE,
-	                     SUB_API_OMNISALES, &in, &err), 0);
+	                     SUB_API_OMNISALES, &in, &err),
+	    0);
 	ck_assert_int_eq(subscription_input_finish(&in, SUB_API_OMNISALES, 0, NULL, &err), 0);
 	ck_assert_uint_eq(in.sign_flags, SIGN_STANDARD | SIGN_OMNISALES);
 	subscription_input_clear(&in);
 	/* an update keeps the stored sets */
-	ck_assert_int_eq(parse("{\"name\":\"n\"," URL "}", SUB_INPUT_REPLACE, SUB_API_V1, &in,
-	                     &err), 0);
+	ck_assert_int_eq(
+	    parse("{\"name\":\"n\"," URL "}", SUB_INPUT_REPLACE, SUB_API_V1, &in, &err), 0);
 	ck_assert_int_eq(subscription_input_finish(&in, SUB_API_V1, 1, &stored, &err), 0);
 	ck_assert_uint_eq(in.sign_flags, stored);
 	ck_assert_ptr_null(in.secret); /* has one: nothing generated */
@@ -196,16 +199,17 @@ START_TEST(test_omnisales_names)
 	                       "[\"order.created\"],\"is_active\":false,\"ip_whitelist\":"
 	                       "[\"192.168.1.100\",\"203.0.113.0/24\"],\"id\":\"x\","
 	                       "\"created_at\":\"2025-01-16T10:30:00Z\"}",
-	                     SUB_INPUT_CREATE, SUB_API_OMNISALES, &in, &err), 0);
+	                     SUB_INPUT_CREATE, SUB_API_OMNISALES, &in, &err),
+	    0);
 	ck_assert_int_eq(in.enabled, 0);
 	ck_assert_int_eq(in.nallow, 2);
 	ck_assert_str_eq(in.ip_allowlist[0], "192.168.1.100/32");
-	ck_assert_uint_eq(in.given & (SUB_F_ENABLED | SUB_F_IP_ALLOWLIST),
-	    SUB_F_ENABLED | SUB_F_IP_ALLOWLIST);
+	ck_assert_uint_eq(
+	    in.given & (SUB_F_ENABLED | SUB_F_IP_ALLOWLIST), SUB_F_ENABLED | SUB_F_IP_ALLOWLIST);
 	subscription_input_clear(&in);
 	/* v1 names are unknown there, and its errors use its names */
-	refused_as("{\"name\":\"n\"," URL ",\"enabled\":true}", SUB_INPUT_CREATE,
-	    SUB_API_OMNISALES, "enabled");
+	refused_as("{\"name\":\"n\"," URL ",\"enabled\":true}", SUB_INPUT_CREATE, SUB_API_OMNISALES,
+	    "enabled");
 	refused_as("{\"name\":\"n\"," URL ",\"is_active\":1}", SUB_INPUT_CREATE, SUB_API_OMNISALES,
 	    "is_active");
 	refused_as("{\"name\":\"n\"," URL ",\"ip_whitelist\":[\"x\"]}", SUB_INPUT_CREATE,
@@ -221,78 +225,71 @@ START_TEST(test_invalid_fields)
 	static const struct {
 		const char *body, *field;
 	} cases[] = {
-		{ "{" URL "}", "name" },
-		{ "{\"name\":\"\"," URL "}", "name" },
-		{ "{\"name\":5," URL "}", "name" },
-		{ "{\"name\":null," URL "}", "name" },
-		{ "{\"name\":\"n\"}", "url" },
-		{ "{\"name\":\"n\",\"url\":\"ftp://example.com/\"}", "url" },
-		{ "{\"name\":\"n\",\"url\":\"https://user:pw@example.com/\"}", "url" },
-		{ "{\"name\":\"n\",\"url\":\"not a url\"}", "url" },
-		{ "{\"name\":\"n\",\"url\":\"http://127.1/\"}", "url" },
-		{ "{\"name\":\"n\"," URL ",\"description\":[1]}", "description" },
-		{ "{\"name\":\"n\"," URL ",\"secret\":\"\"}", "secret" },
-		{ "{\"name\":\"n\"," URL ",\"secret\":12}", "secret" },
-		{ "{\"name\":\"n\"," URL ",\"secret\":\"whsec_!!!\"}", "secret" },
-		{ "{\"name\":\"n\"," URL ",\"secret\":\"a\\nb\"}", "secret" },
-		{ "{\"name\":\"n\"," URL ",\"enabled\":\"yes\"}", "enabled" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[]}", "events" },
-		{ "{\"name\":\"n\"," URL ",\"events\":\"*\"}", "events" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[\"order.*.x\"]}", "events[0]" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[\"*\",\"a b\"]}", "events[1]" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[\".x\"]}", "events[0]" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[5]}", "events[0]" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[{\"operations\":[\"INSERT\"]}]}",
-		    "events[0].table" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"users; drop\"}]}",
-		    "events[0].table" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"a.b.c\"}]}",
-		    "events[0].table" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"u\",\"operations\":[]}]}",
-		    "events[0].operations" },
-		{ "{\"name\":\"n\"," URL
-		  ",\"events\":[{\"table\":\"u\",\"operations\":[\"TRUNCATE\"]}]}",
-		    "events[0].operations" },
-		{ "{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"u\",\"colour\":1}]}",
-		    "events[0].colour" },
-		{ "{\"name\":\"n\"," URL ",\"max_retries\":101}", "max_retries" },
-		{ "{\"name\":\"n\"," URL ",\"max_retries\":-1}", "max_retries" },
-		{ "{\"name\":\"n\"," URL ",\"max_retries\":1.5}", "max_retries" },
-		{ "{\"name\":\"n\"," URL ",\"timeout_seconds\":0}", "timeout_seconds" },
-		{ "{\"name\":\"n\"," URL ",\"timeout_seconds\":301}", "timeout_seconds" },
-		{ "{\"name\":\"n\"," URL ",\"timeout_seconds\":\"30\"}", "timeout_seconds" },
-		{ "{\"name\":\"n\"," URL ",\"retry_backoff_seconds\":-1}",
-		    "retry_backoff_seconds" },
-		{ "{\"name\":\"n\"," URL ",\"retry_multiplier\":0.5}", "retry_multiplier" },
-		{ "{\"name\":\"n\"," URL ",\"retry_max_delay_seconds\":true}",
-		    "retry_max_delay_seconds" },
-		{ "{\"name\":\"n\"," URL ",\"retry_jitter\":1.5}", "retry_jitter" },
-		{ "{\"name\":\"n\"," URL ",\"retry_schedule\":[]}", "retry_schedule" },
-		{ "{\"name\":\"n\"," URL ",\"retry_schedule\":[1,-2]}", "retry_schedule" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":[]}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"Connection\":\"close\"}}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"content-type\":\"text/plain\"}}",
-		    "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"Host\":\"x\"}}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"Webhook-Signature\":\"x\"}}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"X-Fluxbase-Signature\":\"x\"}}",
-		    "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"Transfer-Encoding\":\"chunked\"}}",
-		    "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"Bad Name\":\"x\"}}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"X-A\":\"a\\r\\nX-B: b\"}}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"X-A\":1}}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"headers\":{\"X-A\":\"1\",\"x-a\":\"2\"}}", "headers" },
-		{ "{\"name\":\"n\"," URL ",\"ip_allowlist\":[]}", "ip_allowlist" },
-		{ "{\"name\":\"n\"," URL ",\"ip_allowlist\":[\"10.1.2.3/8\"]}", "ip_allowlist" },
-		{ "{\"name\":\"n\"," URL ",\"ip_allowlist\":\"10.0.0.0/8\"}", "ip_allowlist" },
-		{ "{\"name\":\"n\"," URL ",\"signature_headers\":[\"stripe\"]}",
-		    "signature_headers" },
-		{ "{\"name\":\"n\"," URL ",\"signature_headers\":\"standard\"}",
-		    "signature_headers" },
-		{ "{\"name\":\"n\"," URL ",\"payload_format\":\"xml\"}", "payload_format" },
-		{ "{\"name\":\"n\"," URL ",\"colour\":\"red\"}", "colour" },
-		{ "[1]", "" },
+	    {"{" URL "}", "name"},
+	    {"{\"name\":\"\"," URL "}", "name"},
+	    {"{\"name\":5," URL "}", "name"},
+	    {"{\"name\":null," URL "}", "name"},
+	    {"{\"name\":\"n\"}", "url"},
+	    {"{\"name\":\"n\",\"url\":\"ftp://example.com/\"}", "url"},
+	    {"{\"name\":\"n\",\"url\":\"https://user:pw@example.com/\"}", "url"},
+	    {"{\"name\":\"n\",\"url\":\"not a url\"}", "url"},
+	    {"{\"name\":\"n\",\"url\":\"http://127.1/\"}", "url"},
+	    {"{\"name\":\"n\"," URL ",\"description\":[1]}", "description"},
+	    {"{\"name\":\"n\"," URL ",\"secret\":\"\"}", "secret"},
+	    {"{\"name\":\"n\"," URL ",\"secret\":12}", "secret"},
+	    {"{\"name\":\"n\"," URL ",\"secret\":\"whsec_!!!\"}", "secret"},
+	    {"{\"name\":\"n\"," URL ",\"secret\":\"a\\nb\"}", "secret"},
+	    {"{\"name\":\"n\"," URL ",\"enabled\":\"yes\"}", "enabled"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[]}", "events"},
+	    {"{\"name\":\"n\"," URL ",\"events\":\"*\"}", "events"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[\"order.*.x\"]}", "events[0]"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[\"*\",\"a b\"]}", "events[1]"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[\".x\"]}", "events[0]"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[5]}", "events[0]"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[{\"operations\":[\"INSERT\"]}]}",
+	        "events[0].table"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"users; drop\"}]}",
+	        "events[0].table"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"a.b.c\"}]}", "events[0].table"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"u\",\"operations\":[]}]}",
+	        "events[0].operations"},
+	    {"{\"name\":\"n\"," URL
+	     ",\"events\":[{\"table\":\"u\",\"operations\":[\"TRUNCATE\"]}]}",
+	        "events[0].operations"},
+	    {"{\"name\":\"n\"," URL ",\"events\":[{\"table\":\"u\",\"colour\":1}]}",
+	        "events[0].colour"},
+	    {"{\"name\":\"n\"," URL ",\"max_retries\":101}", "max_retries"},
+	    {"{\"name\":\"n\"," URL ",\"max_retries\":-1}", "max_retries"},
+	    {"{\"name\":\"n\"," URL ",\"max_retries\":1.5}", "max_retries"},
+	    {"{\"name\":\"n\"," URL ",\"timeout_seconds\":0}", "timeout_seconds"},
+	    {"{\"name\":\"n\"," URL ",\"timeout_seconds\":301}", "timeout_seconds"},
+	    {"{\"name\":\"n\"," URL ",\"timeout_seconds\":\"30\"}", "timeout_seconds"},
+	    {"{\"name\":\"n\"," URL ",\"retry_backoff_seconds\":-1}", "retry_backoff_seconds"},
+	    {"{\"name\":\"n\"," URL ",\"retry_multiplier\":0.5}", "retry_multiplier"},
+	    {"{\"name\":\"n\"," URL ",\"retry_max_delay_seconds\":true}",
+	        "retry_max_delay_seconds"},
+	    {"{\"name\":\"n\"," URL ",\"retry_jitter\":1.5}", "retry_jitter"},
+	    {"{\"name\":\"n\"," URL ",\"retry_schedule\":[]}", "retry_schedule"},
+	    {"{\"name\":\"n\"," URL ",\"retry_schedule\":[1,-2]}", "retry_schedule"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":[]}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"Connection\":\"close\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"content-type\":\"text/plain\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"Host\":\"x\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"Webhook-Signature\":\"x\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"X-Fluxbase-Signature\":\"x\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"Transfer-Encoding\":\"chunked\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"Bad Name\":\"x\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"X-A\":\"a\\r\\nX-B: b\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"X-A\":1}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"headers\":{\"X-A\":\"1\",\"x-a\":\"2\"}}", "headers"},
+	    {"{\"name\":\"n\"," URL ",\"ip_allowlist\":[]}", "ip_allowlist"},
+	    {"{\"name\":\"n\"," URL ",\"ip_allowlist\":[\"10.1.2.3/8\"]}", "ip_allowlist"},
+	    {"{\"name\":\"n\"," URL ",\"ip_allowlist\":\"10.0.0.0/8\"}", "ip_allowlist"},
+	    {"{\"name\":\"n\"," URL ",\"signature_headers\":[\"stripe\"]}", "signature_headers"},
+	    {"{\"name\":\"n\"," URL ",\"signature_headers\":\"standard\"}", "signature_headers"},
+	    {"{\"name\":\"n\"," URL ",\"payload_format\":\"xml\"}", "payload_format"},
+	    {"{\"name\":\"n\"," URL ",\"colour\":\"red\"}", "colour"},
+	    {"[1]", ""},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
@@ -306,7 +303,8 @@ START_TEST(test_error_never_shows_a_secret)
 	struct subscription_input_error err;
 
 	ck_assert_int_eq(parse("{\"name\":\"n\"," URL ",\"secret\":\"whsec_SUPERSECRET!\"}",
-	                     SUB_INPUT_CREATE, SUB_API_V1, &in, &err), -1);
+	                     SUB_INPUT_CREATE, SUB_API_V1, &in, &err),
+	    -1);
 	ck_assert_str_eq(err.field, "secret");
 	ck_assert_ptr_null(strstr(err.message, "SUPERSECRET"));
 }
@@ -318,18 +316,22 @@ START_TEST(test_ip_literal_outside_the_pin)
 	struct subscription_input_error err;
 
 	ck_assert_int_eq(parse("{\"name\":\"n\",\"url\":\"http://127.0.0.1:9/x\","
-	                       "\"ip_allowlist\":[\"10.0.0.0/8\"]}", SUB_INPUT_CREATE, SUB_API_V1,
-	                     &in, &err), 0);
+	                       "\"ip_allowlist\":[\"10.0.0.0/8\"]}",
+	                     SUB_INPUT_CREATE, SUB_API_V1, &in, &err),
+	    0);
 	ck_assert_int_eq(subscription_input_finish(&in, SUB_API_V1, 0, NULL, &err), -1);
 	ck_assert_str_eq(err.field, "ip_allowlist");
 	subscription_input_clear(&in);
 	ck_assert_int_eq(parse("{\"name\":\"n\",\"url\":\"http://[::1]:9/x\",\"ip_whitelist\":"
-	                       "[\"::1\"]}", SUB_INPUT_CREATE, SUB_API_OMNISALES, &in, &err), 0);
+	                       "[\"::1\"]}",
+	                     SUB_INPUT_CREATE, SUB_API_OMNISALES, &in, &err),
+	    0);
 	ck_assert_int_eq(subscription_input_finish(&in, SUB_API_OMNISALES, 0, NULL, &err), 0);
 	subscription_input_clear(&in);
 	/* a host name is checked when it resolves, not here */
 	ck_assert_int_eq(parse("{\"name\":\"n\"," URL ",\"ip_allowlist\":[\"10.0.0.0/8\"]}",
-	                     SUB_INPUT_CREATE, SUB_API_V1, &in, &err), 0);
+	                     SUB_INPUT_CREATE, SUB_API_V1, &in, &err),
+	    0);
 	ck_assert_int_eq(subscription_input_finish(&in, SUB_API_V1, 0, NULL, &err), 0);
 	subscription_input_clear(&in);
 }
@@ -342,10 +344,12 @@ START_TEST(test_patch_merge)
 
 	ck_assert_int_eq(parse("{\"name\":\"a\"," URL ",\"events\":[\"x.*\"],\"max_retries\":7,"
 	                       "\"retry_schedule\":[1,2],\"headers\":{\"X-A\":\"1\"}}",
-	                     SUB_INPUT_REPLACE, SUB_API_V1, &base, &err), 0);
+	                     SUB_INPUT_REPLACE, SUB_API_V1, &base, &err),
+	    0);
 	base.given = 0;
 	ck_assert_int_eq(parse("{\"name\":\"b\",\"retry_schedule\":null,\"enabled\":false}",
-	                     SUB_INPUT_PATCH, SUB_API_V1, &patch, &err), 0);
+	                     SUB_INPUT_PATCH, SUB_API_V1, &patch, &err),
+	    0);
 	ck_assert_uint_eq(patch.given, SUB_F_NAME | SUB_F_SCHEDULE | SUB_F_ENABLED);
 	ck_assert_ptr_null(patch.events); /* PATCH fills nothing it was not given */
 	subscription_input_merge(&base, &patch);
@@ -373,10 +377,10 @@ END_TEST
 
 START_TEST(test_patterns)
 {
-	static const char *const good[] = { "*", "order.created", "order.*", "a", "_x",
-		"orders/create", "scrape_job.completed", "a:b-c", "INSERT" };
-	static const char *const bad[] = { "", ".*", "order.*.created", "*.created", "order*",
-		".order", "-x", "a b", "é", "order..*x" };
+	static const char *const good[] = {"*", "order.created", "order.*", "a", "_x",
+	    "orders/create", "scrape_job.completed", "a:b-c", "INSERT"};
+	static const char *const bad[] = {"", ".*", "order.*.created", "*.created", "order*",
+	    ".order", "-x", "a b", "é", "order..*x"};
 	char longest[SUB_EVENT_TYPE_MAX_LEN + 2];
 
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
@@ -460,7 +464,8 @@ START_TEST(test_event_types_split)
 {
 	int n;
 	char **v = subscription_event_types_split(" order.created, order.updated,,\n"
-	                                          "order.created ,payment.failed ", &n);
+	                                          "order.created ,payment.failed ",
+	    &n);
 
 	ck_assert_int_eq(n, 3);
 	ck_assert_str_eq(v[0], "order.created");
@@ -523,21 +528,21 @@ START_TEST(test_publish_input)
 	static const struct {
 		const char *body, *field;
 	} bad[] = {
-		{ "{}", "event" },
-		{ "{\"data\":{}}", "event" },
-		{ "{\"event\":\"\"}", "event" },
-		{ "{\"event\":\"order.*\"}", "event" },
-		{ "{\"event\":7}", "event" },
-		{ "{\"event\":\"a\",\"id\":\"has space\"}", "id" },
-		{ "{\"event\":\"a\",\"id\":5}", "id" },
-		{ "{\"event\":\"a\",\"type\":\"b\"}", "type" },
-		{ "[]", "" },
+	    {"{}", "event"},
+	    {"{\"data\":{}}", "event"},
+	    {"{\"event\":\"\"}", "event"},
+	    {"{\"event\":\"order.*\"}", "event"},
+	    {"{\"event\":7}", "event"},
+	    {"{\"event\":\"a\",\"id\":\"has space\"}", "id"},
+	    {"{\"event\":\"a\",\"id\":5}", "id"},
+	    {"{\"event\":\"a\",\"type\":\"b\"}", "type"},
+	    {"[]", ""},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		o = js(bad[i].body);
 		ck_assert_msg(publish_input_parse(o, &in, &err) == -1, "accepted %s", bad[i].body);
-		ck_assert_msg(strcmp(err.field, bad[i].field) == 0, "%s: field %s", bad[i].body,
-		    err.field);
+		ck_assert_msg(
+		    strcmp(err.field, bad[i].field) == 0, "%s: field %s", bad[i].body, err.field);
 		ck_assert_ptr_null(in.event);
 		json_object_put(o);
 	}

@@ -84,7 +84,7 @@ req_unset(struct req *r, const char *name)
 static enum verify_result
 check1(const struct verifier *v, struct req *r, const char *secret)
 {
-	const char *secrets[1] = { secret };
+	const char *secrets[1] = {secret};
 
 	return verify_check(v, &r->in, secrets, 1, r->why, sizeof(r->why));
 }
@@ -124,15 +124,15 @@ compile_fails(const char *json, const char *want)
  * The test vector of the Standard Webhooks specification (standard-webhooks/standard-webhooks,
  * spec/standard-webhooks.md and its libraries' tests).
  */
-#define SW_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-#define SW_ID "msg_p5jXN8AQM9LWM0D4loKWxJek"
-#define SW_TS "1614265330"
-#define SW_BODY "{\"test\": 2432232314}"
-#define SW_SIG "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+#define SW_SECRET  "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define SW_ID      "msg_p5jXN8AQM9LWM0D4loKWxJek"
+#define SW_TS      "1614265330"
+#define SW_BODY    "{\"test\": 2432232314}"
+#define SW_SIG     "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 /* A second key for rotation: whsec_ + base64("hookd-rotation-test-key-32-bytes"); its
  * signature over the same message computed with node's crypto.createHmac. */
 #define SW_SECRET2 "whsec_aG9va2Qtcm90YXRpb24tdGVzdC1rZXktMzItYnl0ZXM="
-#define SW_SIG2 "v1,vMdcUAeg9J5BFsPgxADFtoVpq89XQDMBPdnnNKWzuJY="
+#define SW_SIG2    "v1,vMdcUAeg9J5BFsPgxADFtoVpq89XQDMBPdnnNKWzuJY="
 
 static void
 sw_request(struct req *r, const char *prefix, const char *body, int64_t now, int64_t tol)
@@ -202,7 +202,7 @@ END_TEST
 START_TEST(test_standard_failures)
 {
 	struct verifier *v = compile("{\"scheme\":\"standard\"}");
-	const char *none[1] = { NULL };
+	const char *none[1] = {NULL};
 	struct req r;
 
 	/* Stale both ways. */
@@ -264,8 +264,8 @@ START_TEST(test_standard_failures)
 	ck_assert_int_eq(check1(v, &r, "whsec_!!!"), VERIFY_NO_SECRET);
 	ck_assert_int_eq(check1(v, &r, ""), VERIFY_NO_SECRET);
 	/* A NULL reason buffer is fine. */
-	ck_assert_int_eq(verify_check(v, &r.in, (const char *const[]){ SW_SECRET }, 1, NULL, 0),
-	    VERIFY_OK);
+	ck_assert_int_eq(
+	    verify_check(v, &r.in, (const char *const[]){SW_SECRET}, 1, NULL, 0), VERIFY_OK);
 	verifier_free(v);
 }
 END_TEST
@@ -273,8 +273,8 @@ END_TEST
 START_TEST(test_standard_rotation)
 {
 	struct verifier *v = compile("{\"scheme\":\"standard\"}");
-	const char *both[2] = { SW_SECRET2, SW_SECRET };
-	const char *only_new[1] = { SW_SECRET2 };
+	const char *both[2] = {SW_SECRET2, SW_SECRET};
+	const char *only_new[1] = {SW_SECRET2};
 	struct req r;
 
 	sw_request(&r, "webhook", SW_BODY, 1614265330, 300);
@@ -309,8 +309,8 @@ END_TEST
 
 /* GitHub docs, "Validating webhook deliveries": the example secret and payload. */
 #define GH_SECRET "It's a Secret to Everybody"
-#define GH_BODY "Hello, World!"
-#define GH_SIG "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+#define GH_BODY   "Hello, World!"
+#define GH_SIG    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 
 START_TEST(test_github_vector)
 {
@@ -339,7 +339,7 @@ START_TEST(test_github_vector)
 
 	/* The legacy SHA-1 header, as overrides of the preset (value from openssl dgst -sha1). */
 	v = compile("{\"scheme\":\"github\",\"header\":\"X-Hub-Signature\",\"prefix\":\"sha1=\","
-		    "\"algorithm\":\"sha1\"}");
+	            "\"algorithm\":\"sha1\"}");
 	req_init(&r, GH_BODY, 0, 0);
 	req_set(&r, "X-Hub-Signature", "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59");
 	ck_assert_int_eq(check1(v, &r, GH_SECRET), VERIFY_OK);
@@ -351,12 +351,12 @@ END_TEST
 
 /* Slack docs, "Verifying requests from Slack": the example signing secret and request. */
 #define SLACK_SECRET "8f742231b10e8888abcd99yyyzzz85a5"
-#define SLACK_TS "1531420618"
-#define SLACK_BODY                                                                           \
-	"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id="    \
+#define SLACK_TS     "1531420618"
+#define SLACK_BODY                                                                                 \
+	"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id="     \
 	"G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-" \
-	"collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F"     \
-	"397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121."            \
+	"collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F"       \
+	"397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121."             \
 	"803a0bc887a14d10d2c447fce8b6703c"
 #define SLACK_SIG "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
 
@@ -389,16 +389,16 @@ END_TEST
 START_TEST(test_slack_handshake)
 {
 	struct verifier *v = compile("{\"scheme\":\"slack\"}");
-	const char *secrets[1] = { SLACK_SECRET };
+	const char *secrets[1] = {SLACK_SECRET};
 	const char *body = "{\"token\":\"Jhj5dZrVaK7ZwHHjRyZWjbDl\",\"challenge\":"
-			   "\"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P\",\"type\":"
-			   "\"url_verification\"}";
+	                   "\"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P\",\"type\":"
+	                   "\"url_verification\"}";
 	struct json_object *o = json_parse(body, strlen(body), NULL, 0);
 	char *reply = NULL;
 
 	ck_assert_int_eq(verify_handshake(v, o, secrets, 1, &reply), 1);
-	ck_assert_str_eq(reply,
-	    "{\"challenge\":\"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P\"}");
+	ck_assert_str_eq(
+	    reply, "{\"challenge\":\"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P\"}");
 	free(reply);
 	json_object_put(o);
 	/* An event callback is not a handshake. */
@@ -420,13 +420,13 @@ END_TEST
  * these values were computed with node's crypto.createHmac and cross-checked with
  * `printf '%s' "1700000000.$BODY" | openssl dgst -sha256 -hmac "$SECRET"`.
  */
-#define STRIPE_BODY "{\"id\":\"evt_test_webhook\",\"object\":\"event\"}"
-#define STRIPE_NEW "whsec_hookd_stripe_new"
-#define STRIPE_OLD "whsec_hookd_stripe_old"
+#define STRIPE_BODY   "{\"id\":\"evt_test_webhook\",\"object\":\"event\"}"
+#define STRIPE_NEW    "whsec_hookd_stripe_new"
+#define STRIPE_OLD    "whsec_hookd_stripe_old"
 #define STRIPE_V1_NEW "8200656f9458730f9fde19c51e1a851e35f5d774e5aa6ab49387dbc1f993bdce"
 #define STRIPE_V1_OLD "db69c8ab385eb2c3174ff0ffb2aac84b06f4a6aafbede402ef54897e5fe237db"
 /* A well-formed value signed with the new secret over another body: a decoy. */
-#define STRIPE_DECOY "a90ef5a7cf39d4ec6ce3f676d731d65d7d1c6a2e4c82c2f8464299d7038a4409"
+#define STRIPE_DECOY  "a90ef5a7cf39d4ec6ce3f676d731d65d7d1c6a2e4c82c2f8464299d7038a4409"
 
 START_TEST(test_stripe)
 {
@@ -495,10 +495,10 @@ END_TEST
  * (developer.paddle.com, "Verify webhook signatures"). Computed with node, cross-checked
  * with openssl dgst.
  */
-#define PADDLE_BODY \
+#define PADDLE_BODY                                                                                \
 	"{\"event_id\":\"evt_01h8bzakzx5jx2mq10wn7v2sc6\",\"event_type\":\"transaction.paid\"}"
 #define PADDLE_SECRET "pdl_ntfset_01h8bzakzx_hookdtestsecret"
-#define PADDLE_H1 "99a8bc269c941902dff5e6c0f85e11da1a5f50c99e87359afd42f5dd3ba023a9"
+#define PADDLE_H1     "99a8bc269c941902dff5e6c0f85e11da1a5f50c99e87359afd42f5dd3ba023a9"
 
 START_TEST(test_paddle)
 {
@@ -527,11 +527,11 @@ END_TEST
  * signing secret; the body's webhookTimestamp (milliseconds) is checked against the
  * tolerance when present (linear.app/developers/webhooks). Computed with node.
  */
-#define LINEAR_SECRET "lin_wh_hookdtestsecret"
-#define LINEAR_BODY "{\"action\":\"create\",\"type\":\"Issue\",\"webhookTimestamp\":1700000000123}"
-#define LINEAR_SIG "bb4c080bef9e66e66f398fc246cd37ab1a2d5487e41fa3c3245cb774efd46401"
+#define LINEAR_SECRET    "lin_wh_hookdtestsecret"
+#define LINEAR_BODY      "{\"action\":\"create\",\"type\":\"Issue\",\"webhookTimestamp\":1700000000123}"
+#define LINEAR_SIG       "bb4c080bef9e66e66f398fc246cd37ab1a2d5487e41fa3c3245cb774efd46401"
 #define LINEAR_BODY_NOTS "{\"action\":\"create\",\"type\":\"Issue\"}"
-#define LINEAR_SIG_NOTS "ec163039942f8acc76e2b7f0ff8622fbab94995582c3f5d28727f21f8453a947"
+#define LINEAR_SIG_NOTS  "ec163039942f8acc76e2b7f0ff8622fbab94995582c3f5d28727f21f8453a947"
 
 START_TEST(test_linear)
 {
@@ -576,15 +576,17 @@ END_TEST
 START_TEST(test_zoom)
 {
 	struct verifier *v = compile("{\"scheme\":\"zoom\"}");
-	const char *secrets[2] = { ZOOM_SECRET, "older_token" };
+	const char *secrets[2] = {ZOOM_SECRET, "older_token"};
 	const char *val = "{\"payload\":{\"plainToken\":\"qgg8vlvZRS6UYooatFL8Aw\"},\"event_ts\":"
-			  "1654503849680,\"event\":\"endpoint.url_validation\"}";
+	                  "1654503849680,\"event\":\"endpoint.url_validation\"}";
 	struct json_object *o;
 	char *reply = NULL;
 	struct req r;
 
-	req_init(&r, "{\"event\":\"meeting.started\",\"event_ts\":1700000000000,\"payload\":"
-		     "{\"account_id\":\"abc\"}}", 1700000010, 300);
+	req_init(&r,
+	    "{\"event\":\"meeting.started\",\"event_ts\":1700000000000,\"payload\":"
+	    "{\"account_id\":\"abc\"}}",
+	    1700000010, 300);
 	req_set(&r, "x-zm-request-timestamp", "1700000000");
 	req_set(&r, "x-zm-signature",
 	    "v0=522849a3d0f3fd6a83563a0642809f63a04e3fd529e432ab22f993672e654ecc");
@@ -621,11 +623,12 @@ END_TEST
  * the bodySHA256 variant for JSON bodies.
  */
 #define TW_TOKEN "12345"
-#define TW_URL "https://mycompany.com/myapp.php?foo=1&bar=2"
-#define TW_FORM "To=%2B18005551212&CallSid=CA1234567890ABCDE&From=%2B14158675309&" \
-		"Digits=1234&Caller=%2B14158675309"
-#define TW_SIG "RSOYDt4T1cUTdK1PDd93/VVr8B8="
-#define TW_JSON "{\"property\": \"value\", \"boolean\": true}"
+#define TW_URL   "https://mycompany.com/myapp.php?foo=1&bar=2"
+#define TW_FORM                                                                                    \
+	"To=%2B18005551212&CallSid=CA1234567890ABCDE&From=%2B14158675309&"                         \
+	"Digits=1234&Caller=%2B14158675309"
+#define TW_SIG       "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+#define TW_JSON      "{\"property\": \"value\", \"boolean\": true}"
 #define TW_JSON_HASH "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
 
 static void
@@ -714,7 +717,7 @@ START_TEST(test_discord)
 	unsigned char sig[crypto_sign_BYTES];
 	char pkhex[2 * sizeof(pk) + 1], pk2hex[2 * sizeof(pk2) + 1], sighex[2 * sizeof(sig) + 1];
 	const char *body = "{\"type\":1,\"id\":\"1234\",\"application_id\":\"5678\"}";
-	const char *both[2] = { pk2hex, pkhex };
+	const char *both[2] = {pk2hex, pkhex};
 	char msg[256], *reply = NULL;
 	struct json_object *o;
 	struct req r;
@@ -766,30 +769,30 @@ START_TEST(test_generic_algorithms)
 		const char *cfg;
 		const char *sig;
 	} cases[] = {
-		{ "{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha1\"}",
-		    "d13b163398f3ce4036675bf9e258b3fc86da67e4" },
-		{ "{\"scheme\":\"hmac\",\"header\":\"X-Sig\"}", /* sha256, hex by default */
-		    "9858e8fea916b4f991c984891b199af820f78dd387b5c596a48934a46b5d279a" },
-		{ "{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"encoding\":\"base64\"}",
-		    "mFjo/qkWtPmRyYSJGxma+CD3jdOHtcWWpIk0pGtdJ5o=" },
-		{ "{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"SHA512\"}",
-		    "f44245550f122d366e7599dce23885ffe232c3302a486ba865c9ee322eb85534"
-		    "efc587933b009f3fc7c84ee323ed893c346f1f1ba24d4e0287b6a1d5fdc4caf9" },
-		{ "{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha512\",\"encoding\":"
-		  "\"base64\",\"prefix\":\"sha512=\"}",
-		    "sha512=9EJFVQ8SLTZudZnc4jiF/+IywzAqSGuoZcnuMi64VTTvxYeTOwCfP8fITuMj7Yk8NG8f"
-		    "G6JNTgKHtqHV/cTK+Q==" },
-		/* Raw key given as base64 and hex: "generic-secret". */
-		{ "{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha1\","
-		  "\"key_encoding\":\"base64\"}",
-		    "d13b163398f3ce4036675bf9e258b3fc86da67e4" },
-		{ "{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha1\","
-		  "\"key_encoding\":\"hex\"}",
-		    "d13b163398f3ce4036675bf9e258b3fc86da67e4" },
+	    {"{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha1\"}",
+	        "d13b163398f3ce4036675bf9e258b3fc86da67e4"},
+	    {"{\"scheme\":\"hmac\",\"header\":\"X-Sig\"}", /* sha256, hex by default */
+	        "9858e8fea916b4f991c984891b199af820f78dd387b5c596a48934a46b5d279a"},
+	    {"{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"encoding\":\"base64\"}",
+	        "mFjo/qkWtPmRyYSJGxma+CD3jdOHtcWWpIk0pGtdJ5o="},
+	    {"{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"SHA512\"}",
+	        "f44245550f122d366e7599dce23885ffe232c3302a486ba865c9ee322eb85534"
+	        "efc587933b009f3fc7c84ee323ed893c346f1f1ba24d4e0287b6a1d5fdc4caf9"},
+	    {"{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha512\",\"encoding\":"
+	     "\"base64\",\"prefix\":\"sha512=\"}",
+	        "sha512=9EJFVQ8SLTZudZnc4jiF/+IywzAqSGuoZcnuMi64VTTvxYeTOwCfP8fITuMj7Yk8NG8f"
+	        "G6JNTgKHtqHV/cTK+Q=="},
+	    /* Raw key given as base64 and hex: "generic-secret". */
+	    {"{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha1\","
+	     "\"key_encoding\":\"base64\"}",
+	        "d13b163398f3ce4036675bf9e258b3fc86da67e4"},
+	    {"{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"algorithm\":\"sha1\","
+	     "\"key_encoding\":\"hex\"}",
+	        "d13b163398f3ce4036675bf9e258b3fc86da67e4"},
 	};
-	static const char *const keys[] = { "generic-secret", "generic-secret", "generic-secret",
-		"generic-secret", "generic-secret", "Z2VuZXJpYy1zZWNyZXQ=",
-		"67656e657269632d736563726574" };
+	static const char *const keys[] = {"generic-secret", "generic-secret", "generic-secret",
+	    "generic-secret", "generic-secret",
+	    "Z2VuZXJpYy1zZWNyZXQ=", "67656e657269632d736563726574"};
 	struct req r;
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -841,10 +844,10 @@ START_TEST(test_generic_template)
 
 	/* Milliseconds, and a delivery id header of its own. */
 	v = compile("{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"prefix\":\"s=\","
-		    "\"multiple\":\",\",\"content\":\"{method} {url} {id} {timestamp} {body}\","
-		    "\"timestamp_header\":\"X-Ts\","
-		    "\"id_header\":\"X-Id\",\"key_encoding\":\"hex\",\"timestamp_unit\":\"ms\","
-		    "\"delivery_id_header\":\"X-Delivery\"}");
+	            "\"multiple\":\",\",\"content\":\"{method} {url} {id} {timestamp} {body}\","
+	            "\"timestamp_header\":\"X-Ts\","
+	            "\"id_header\":\"X-Id\",\"key_encoding\":\"hex\",\"timestamp_unit\":\"ms\","
+	            "\"delivery_id_header\":\"X-Delivery\"}");
 	req_init(&r, "{\"hello\":\"world\"}", 1700000, 300);
 	r.in.url = "https://example.com/in/acme?x=1";
 	req_set(&r, "X-Id", "evt_42");
@@ -963,7 +966,8 @@ START_TEST(test_bad_configs)
 	compile_fails("{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"timestamp_header\":\"X-Ts\"}",
 	    "does not sign {timestamp}");
 	compile_fails("{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"timestamp_param\":\"t\","
-		      "\"content\":\"{timestamp}.{body}\"}", "timestamp_param needs multiple");
+	              "\"content\":\"{timestamp}.{body}\"}",
+	    "timestamp_param needs multiple");
 	compile_fails("{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"timestamp_unit\":\"h\"}",
 	    "timestamp_unit must be s or ms");
 	compile_fails("{\"scheme\":\"hmac\",\"header\":\"X-Sig\",\"handshake\":\"teams\"}",
@@ -976,8 +980,8 @@ START_TEST(test_bad_configs)
 	compile_fails("{\"scheme\":\"slack\",\"content\":\"{body}\"}", "does not sign {timestamp}");
 	compile_fails("{\"scheme\":\"twilio\",\"content\":\"{body}\"}",
 	    "content does not apply to scheme twilio");
-	compile_fails("{\"scheme\":\"none\",\"header\":\"X-Sig\"}",
-	    "header does not apply to scheme none");
+	compile_fails(
+	    "{\"scheme\":\"none\",\"header\":\"X-Sig\"}", "header does not apply to scheme none");
 	compile_fails("{\"scheme\":\"github\",\"header\":null}", "header is required");
 }
 END_TEST
@@ -997,9 +1001,8 @@ END_TEST
 /* Every preset compiles on its own. */
 START_TEST(test_presets_compile)
 {
-	static const char *const names[] = { "standard", "svix", "stripe", "github", "shopify",
-		"slack", "paddle", "linear", "zoom", "twilio", "discord", "supabase", "hookd",
-		"none" };
+	static const char *const names[] = {"standard", "svix", "stripe", "github", "shopify",
+	    "slack", "paddle", "linear", "zoom", "twilio", "discord", "supabase", "hookd", "none"};
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		struct json_object *cfg = json_object_new_object();

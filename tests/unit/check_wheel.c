@@ -16,10 +16,10 @@
  * A check for hot loops: ck_assert reports every passing assertion to the parent
  * process (a write per check in fork mode), which would dominate the run time.
  */
-#define expect(e)                                                                      \
-	do {                                                                           \
-		if (!(e))                                                              \
-			ck_abort_msg("%s:%d: expected %s", __FILE__, __LINE__, #e);    \
+#define expect(e)                                                                                  \
+	do {                                                                                       \
+		if (!(e))                                                                          \
+			ck_abort_msg("%s:%d: expected %s", __FILE__, __LINE__, #e);                \
 	} while (0)
 
 /* A deterministic PRNG (splitmix64), so that every failure can be replayed. */
@@ -84,17 +84,17 @@ tmr_init(struct tmr *m, struct rec *r, int id)
 	wheel_timer_init(&m->t, tmr_cb, m);
 }
 
-#define ck_fired(r, ...)                                                               \
-	do {                                                                           \
-		const int want_[] = { __VA_ARGS__ };                                   \
-		ck_assert_int_eq((r)->n, (int)ARRAY_SIZE(want_));                      \
-		for (size_t i_ = 0; i_ < ARRAY_SIZE(want_); i_++)                      \
-			ck_assert_int_eq((r)->ids[i_], want_[i_]);                     \
+#define ck_fired(r, ...)                                                                           \
+	do {                                                                                       \
+		const int want_[] = {__VA_ARGS__};                                                 \
+		ck_assert_int_eq((r)->n, (int)ARRAY_SIZE(want_));                                  \
+		for (size_t i_ = 0; i_ < ARRAY_SIZE(want_); i_++)                                  \
+			ck_assert_int_eq((r)->ids[i_], want_[i_]);                                 \
 	} while (0)
 
 START_TEST(test_wheel_basic)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct tmr a, b, c;
 
 	r.w = wheel_new(1000);
@@ -135,7 +135,7 @@ END_TEST
 
 START_TEST(test_wheel_cancel)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct tmr a, b;
 
 	r.w = wheel_new(0);
@@ -184,7 +184,7 @@ END_TEST
 
 START_TEST(test_wheel_readd_moves)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct tmr a, b, c;
 
 	r.w = wheel_new(0);
@@ -229,7 +229,7 @@ END_TEST
 
 START_TEST(test_wheel_past)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct tmr a, b, c, d;
 
 	r.w = wheel_new(1000);
@@ -283,7 +283,7 @@ then_free_self(struct tmr *m)
 
 START_TEST(test_wheel_callbacks)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct tmr a, b, c, d, e, *f;
 
 	r.w = wheel_new(0);
@@ -369,15 +369,15 @@ END_TEST
 
 START_TEST(test_wheel_far_future)
 {
-	static const uint64_t starts[] = { 0, 1, 63, 4095, 123456789, (UINT64_C(1) << 36) - 3,
-		(UINT64_C(1) << 42) + 17, UINT64_C(1) << 62 };
-	static const uint64_t deltas[] = { 1, 63, 64, 65, 4095, 4096, 4097, 262143, 262144,
-		UINT64_C(1) << 24, (UINT64_C(1) << 30) + 5, (UINT64_C(1) << 35) + 99,
-		(UINT64_C(1) << 36) - 1, UINT64_C(1) << 36, (UINT64_C(1) << 36) + 1,
-		(UINT64_C(1) << 40) + 12345, UINT64_C(1) << 50 };
+	static const uint64_t starts[] = {0, 1, 63, 4095, 123456789, (UINT64_C(1) << 36) - 3,
+	    (UINT64_C(1) << 42) + 17, UINT64_C(1) << 62};
+	static const uint64_t deltas[] = {1, 63, 64, 65, 4095, 4096, 4097, 262143, 262144,
+	    UINT64_C(1) << 24, (UINT64_C(1) << 30) + 5, (UINT64_C(1) << 35) + 99,
+	    (UINT64_C(1) << 36) - 1, UINT64_C(1) << 36, (UINT64_C(1) << 36) + 1,
+	    (UINT64_C(1) << 40) + 12345, UINT64_C(1) << 50};
 
 	for (size_t s = 0; s < ARRAY_SIZE(starts); s++) {
-		struct rec r = { 0 };
+		struct rec r = {0};
 		struct tmr m[ARRAY_SIZE(deltas)];
 		uint64_t now = starts[s];
 
@@ -424,7 +424,7 @@ END_TEST
 
 START_TEST(test_wheel_large_gaps)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct tmr m[40];
 	uint64_t now = 5, seed = 42;
 
@@ -459,7 +459,7 @@ END_TEST
 
 START_TEST(test_wheel_extremes)
 {
-	struct rec r = { 0 };
+	struct rec r = {0};
 	struct tmr a, b, c;
 
 	/* Expiries at the very end of time, from the start of it. */
@@ -740,13 +740,13 @@ sim_compare(struct sim *w, struct sim *ref, unsigned run, int op)
 	int64_t ms;
 
 	if (w->nlog != ref->nlog)
-		ck_abort_msg("run %u op %d: wheel fired %zu, reference %zu", run, op, w->nlog,
-		    ref->nlog);
+		ck_abort_msg(
+		    "run %u op %d: wheel fired %zu, reference %zu", run, op, w->nlog, ref->nlog);
 	for (size_t i = w->nchecked; i < w->nlog; i++) {
 		if (w->log[i].id != ref->log[i].id || w->log[i].now != ref->log[i].now ||
 		    w->log[i].count != ref->log[i].count)
 			ck_abort_msg("run %u op %d fire %zu: wheel id %d at %llu, "
-				     "reference id %d at %llu",
+			             "reference id %d at %llu",
 			    run, op, i, w->log[i].id, (unsigned long long)w->log[i].now,
 			    ref->log[i].id, (unsigned long long)ref->log[i].now);
 	}
@@ -780,20 +780,13 @@ static uint64_t
 pt_expiry(uint64_t *rng, const struct sim *s, uint64_t now)
 {
 	switch (rng_below(rng, 10)) {
-	case 0:
-		return now - rng_below(rng, 100);
-	case 1:
-		return now + 64 * rng_below(rng, 80);
-	case 2:
-		return now + rng_below(rng, 5000);
-	case 3:
-		return now + rng_below(rng, UINT64_C(1) << 22);
-	case 4:
-		return now + rng_below(rng, UINT64_C(1) << 38);
-	case 5:
-		return s->last_e[rng_below(rng, PT_TIMERS)];
-	default:
-		return now + rng_below(rng, 200);
+	case 0: return now - rng_below(rng, 100);
+	case 1: return now + 64 * rng_below(rng, 80);
+	case 2: return now + rng_below(rng, 5000);
+	case 3: return now + rng_below(rng, UINT64_C(1) << 22);
+	case 4: return now + rng_below(rng, UINT64_C(1) << 38);
+	case 5: return s->last_e[rng_below(rng, PT_TIMERS)];
+	default: return now + rng_below(rng, 200);
 	}
 }
 
@@ -801,24 +794,19 @@ static uint64_t
 pt_step(uint64_t *rng)
 {
 	switch (rng_below(rng, 20)) {
-	case 0:
-		return 0;
-	case 1:
-		return rng_below(rng, UINT64_C(1) << 24);
-	case 2:
-		return rng_below(rng, UINT64_C(1) << 37);
+	case 0: return 0;
+	case 1: return rng_below(rng, UINT64_C(1) << 24);
+	case 2: return rng_below(rng, UINT64_C(1) << 37);
 	case 3:
-	case 4:
-		return rng_below(rng, 10000);
-	default:
-		return rng_below(rng, 150);
+	case 4: return rng_below(rng, 10000);
+	default: return rng_below(rng, 150);
 	}
 }
 
 START_TEST(test_wheel_property)
 {
-	static const uint64_t starts[] = { 0, 1000, (UINT64_C(1) << 36) - 20000,
-		(UINT64_C(1) << 37) - 5, UINT64_C(1) << 44 };
+	static const uint64_t starts[] = {
+	    0, 1000, (UINT64_C(1) << 36) - 20000, (UINT64_C(1) << 37) - 5, UINT64_C(1) << 44};
 	const unsigned runs = 200;
 	const int ops = 2000;
 	static struct sim sw, sr;
@@ -917,7 +905,7 @@ churn_cb(struct wheel_timer *t, void *arg)
 
 START_TEST(test_wheel_churn)
 {
-	struct churn c = { 0 };
+	struct churn c = {0};
 	uint64_t now = 777;
 
 	c.w = wheel_new(now);
@@ -1008,9 +996,9 @@ START_TEST(test_wheel_driver)
 {
 	struct event_base *base = event_base_new();
 	struct wheel_driver *d;
-	static const uint64_t delays[] = { 300, 30, 0, 10, 20 };
+	static const uint64_t delays[] = {300, 30, 0, 10, 20};
 	struct drv_timer m[6];
-	struct drv_log l = { 0 };
+	struct drv_log l = {0};
 	uint64_t start = now_mono_ms();
 
 	ck_assert_ptr_nonnull(base);
