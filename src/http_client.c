@@ -466,19 +466,30 @@ format_remote(const struct sockaddr *sa, char *buf, size_t len)
 	}
 }
 
-/* May hookd connect here? The pin set, when the calls carry one, replaces the allowlist. */
+/*
+ * May hookd connect here? The SSRF guard with the config's allowlist always decides first; a
+ * pin set (a subscription's ip_allowlist) then narrows what it allows, never widens it. The
+ * reason names the rule that refused.
+ */
 static int
 address_allowed(const struct origin *o, const struct sockaddr *sa, char *why, size_t whylen)
 {
 	char text[INET6_ADDRSTRLEN + 8], nets[256];
 	size_t n = 0;
+	int pinned = 0;
 
-	if (o->npin == 0)
-		return netguard_check(sa, o->c->allow, o->c->nallow, why, whylen);
-	for (int i = 0; i < o->npin; i++) {
-		if (cidr_contains(&o->pin[i], sa))
-			return 0;
+	for (int i = 0; i < o->npin && !pinned; i++)
+		pinned = cidr_contains(&o->pin[i], sa);
+	if (netguard_check(sa, o->c->allow, o->c->nallow, why, whylen) != 0) {
+		size_t len = strlen(why);
+
+		if (pinned && len + 1 < whylen)
+			snprintf(why + len, whylen - len,
+			    " (an ip_allowlist only narrows what outbound_allow_networks allows)");
+		return -1;
 	}
+	if (o->npin == 0 || pinned)
+		return 0;
 	format_remote(sa, text, sizeof(text));
 	*strrchr(text, ':') = '\0';
 	if (text[0] == '[') {
@@ -492,7 +503,7 @@ address_allowed(const struct origin *o, const struct sockaddr *sa, char *why, si
 		cidr_format(&o->pin[i], one, sizeof(one));
 		n += (size_t)snprintf(nets + n, sizeof(nets) - n, "%s%s", i ? ", " : "", one);
 	}
-	snprintf(why, whylen, "%s is not in the subscription's allowed networks (%s)", text, nets);
+	snprintf(why, whylen, "%s is not in the subscription's ip_allowlist (%s)", text, nets);
 	return -1;
 }
 

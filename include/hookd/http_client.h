@@ -48,8 +48,8 @@ struct http_call_request {
 	size_t body_len;
 	int timeout_ms;         /* the whole attempt: DNS, connect, TLS, request, response,
 	                           not the wait for a free connection; 0: 30 s */
-	const struct cidr *pin; /* if set, the connected address must be in one of these */
-	int npin;               /* (and then private ranges in them are allowed) */
+	const struct cidr *pin; /* if set, the connected address must also be in one of */
+	int npin;               /* these: a pin narrows the SSRF guard, never widens it */
 };
 
 enum http_call_error {

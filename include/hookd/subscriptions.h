@@ -41,7 +41,7 @@ struct subscription {
 	int nheaders;
 	unsigned sign_flags; /* SIGN_STANDARD | SIGN_OMNISALES | SIGN_FLUXBASE */
 	enum payload_format format;
-	struct cidr *pin; /* ip_allowlist: the target must resolve into these */
+	struct cidr *pin; /* ip_allowlist: the target must also resolve into these */
 	int npin;
 	char *api; /* "v1" or "omnisales": the API that made it */
 };

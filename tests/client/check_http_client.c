@@ -845,10 +845,18 @@ START_TEST(test_ssrf_guard)
 	call_sync(allowed, lit, &pin_ten, &r);
 	ck_assert_int_eq(r.error, HTTP_CALL_REFUSED_ADDR);
 	ck_assert_msg(
-	    strstr(r.text, "not in the subscription's allowed networks (10.0.0.0/8)") != NULL, "%s",
-	    r.text);
-	/* ... and a pin that includes it allows it without the allowlist. */
+	    strstr(r.text, "127.0.0.1 is not in the subscription's ip_allowlist (10.0.0.0/8)") !=
+	        NULL,
+	    "%s", r.text);
+	/* ... and a pin that includes it never widens the guard: without the allowlist, no. */
 	call_sync(guarded, name, &pin_lo, &r);
+	ck_assert_int_eq(r.error, HTTP_CALL_REFUSED_ADDR);
+	ck_assert_msg(strncmp(r.text, "sink.test: 127.0.0.1 is a loopback address", 42) == 0 &&
+	                  strstr(r.text, "add it to outbound_allow_networks") != NULL &&
+	                  strstr(r.text, "an ip_allowlist only narrows") != NULL,
+	    "%s", r.text);
+	/* Both rules passed: allowlisted and inside the pin. */
+	call_sync(allowed, name, &pin_lo, &r);
 	ck_assert_msg(r.error == HTTP_CALL_OK, "%s", r.text);
 	ck_assert_int_eq(sink_stat(0, "received"), 2);
 	result_clear(&r);

@@ -295,12 +295,43 @@ def test_sigterm_lets_sends_in_flight_finish(pg, hookd_factory, sink):
     assert len(attempts(h, d["id"])) == 1
 
 
-def test_ip_allowlist_pins_the_target(pg, hookd_factory, sink):
-    # No outbound_allow_networks: a subscription's own ip_allowlist still lets it reach
-    # its networks (private ranges included), and nothing else.
+def test_ip_allowlist_narrows_never_widens(pg, hookd_factory, sink):
+    """A subscription's ip_allowlist narrows the SSRF guard; it never lets a subscription
+    reach what outbound_allow_networks does not allow (loopback, the metadata service)."""
+    # No outbound_allow_networks: an admin-set allowlist, however wide, reaches nothing
+    # private, and no connection is made.
     h = fresh(pg, hookd_factory, outbound_allow_networks=None)
+    create_webhook(h, sink.url("/wide"), ip_allowlist=["0.0.0.0/0"], max_retries=0,
+                   name="a-everything")
+    create_webhook(h, sink.url("/loop"), ip_allowlist=["127.0.0.0/8"], max_retries=0,
+                   name="b-loopback")
+    create_webhook(h, "http://169.254.169.254/latest/meta-data/",
+                   ip_allowlist=["169.254.0.0/16"], max_retries=0, name="c-metadata")
+    mid = publish(h)
+    rows = hh.wait_until(lambda: (lambda r: r if len(r) == 3 and
+                                  all(x[0] == "dead" for x in r) else None)(
+        h.sql("SELECT d.status::text, s.name, a.error, a.status_code FROM hookd.deliveries d"
+              " JOIN hookd.subscriptions s ON s.id = d.subscription_id"
+              " JOIN hookd.attempts a ON a.delivery_id = d.id"
+              " WHERE d.message_id = %s ORDER BY s.name", mid)), 10 * hh.SLOW,
+        message="all three refused")
+    narrows = "(an ip_allowlist only narrows what outbound_allow_networks allows)"
+    assert [r[1] for r in rows] == ["a-everything", "b-loopback", "c-metadata"]
+    for _, _, err, code in rows[:2]:
+        assert err == ("127.0.0.1 is a loopback address; add it to outbound_allow_networks"
+                       " to allow it " + narrows), err
+        assert code is None
+    assert rows[2][2] == ("169.254.169.254 is a link-local address (the cloud metadata"
+                          " service); add it to outbound_allow_networks to allow it " + narrows)
+    st = sink.stats()
+    assert st["received"] == 0 and st["connections"] == 0
+    assert h.metric("hookd_delivery_attempts_total", result="refused") == 3
+
+    # Loopback allowed by the config: inside the subscription's list it goes through, outside
+    # it (a name resolving to 127.0.0.1, since the API refuses an IP literal outside the
+    # list) it is refused by the subscription's rule.
+    h = fresh(pg, hookd_factory)
     create_webhook(h, sink.url("/pinned"), ip_allowlist=["127.0.0.0/8"], name="pinned")
-    # A name (the API refuses an IP literal outside the list): it resolves to loopback.
     create_webhook(h, f"http://localhost:{sink.port}/elsewhere", ip_allowlist=["10.0.0.0/8"],
                    max_retries=0, name="elsewhere")
     mid = publish(h)
@@ -311,7 +342,8 @@ def test_ip_allowlist_pins_the_target(pg, hookd_factory, sink):
               " JOIN hookd.subscriptions s ON s.id = d.subscription_id"
               " WHERE d.message_id = %s ORDER BY s.name", mid)), 10 * hh.SLOW)
     assert rows[0][:2] == ("dead", "elsewhere")
-    assert "127.0.0.1 is not in the subscription's allowed networks" in rows[0][2]
+    assert rows[0][2].startswith("localhost: 127.0.0.1 is not in the subscription's"
+                                 " ip_allowlist (10.0.0.0/8)"), rows[0][2]
     assert rows[1][:2] == ("succeeded", "pinned")
     assert sink.count("/elsewhere") == 0
 

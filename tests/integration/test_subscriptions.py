@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 import hookd_harness as hh
+from sink import sink  # noqa: F401  (fixture)
 
 API = "/api/v1/webhooks"
 OMNI = "/api/webhooks"
@@ -543,10 +544,33 @@ def test_seed_003_create_list_get_update_delete(hookd):
     assert_omni_error(hookd.get(f"{OMNI}/{d['id']}", auth=True), 404)
 
 
-def test_seed_003_whitelist_pins_the_target(hookd):
+def test_seed_003_whitelist_narrows_the_target(hookd, sink):
+    # An IP literal outside the whitelist could never be delivered to: refused at once.
     r = hookd.post(OMNI, json={"name": "pinned", "url": "http://127.0.0.1:9/x",
                                "ip_whitelist": ["192.168.1.100"]}, auth=True)
     assert_omni_error(r, 422, "ip_whitelist")
+    # A whitelist naming loopback is accepted, but it narrows the SSRF guard and never
+    # widens it: this hookd's configuration allows no private network, so the sink on
+    # 127.0.0.1 is not reached, and the attempt says which rule refused.
+    r = hookd.post(OMNI, json={"name": "loopback", "url": sink.url("/omni-pinned"),
+                               "events": ["order.created"],
+                               "ip_whitelist": ["127.0.0.1", "0.0.0.0/0"]}, auth=True)
+    assert r.status == 201, r
+    assert r.body["data"]["ip_whitelist"] == ["127.0.0.1", "0.0.0.0/0"]
+    wid = r.body["data"]["id"]
+    hh.wait_until(lambda: hookd.get(f"{OMNI}/{wid}", auth=True).status == 200, 5)
+    time.sleep(0.3)  # the delivery worker's cache reloads on NOTIFY
+    pub = hookd.post("/api/v1/events", auth=True,
+                     json={"event": "order.created", "data": {"order_id": "ord_789"}})
+    assert pub.status == 202, pub
+    (err,) = hh.wait_until(lambda: hookd.sql(
+        "SELECT a.error FROM hookd.attempts a JOIN hookd.deliveries d ON d.id = a.delivery_id"
+        " WHERE d.message_id = %s LIMIT 1", pub.body["id"]) or None, 10 * hh.SLOW,
+        message="the first attempt")[0]
+    assert err.startswith("127.0.0.1 is a loopback address; add it to"
+                          " outbound_allow_networks"), err
+    assert "ip_allowlist only narrows" in err, err
+    assert sink.stats()["connections"] == 0
 
 
 # --- several processes -------------------------------------------------------------------------
