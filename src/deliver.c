@@ -678,6 +678,9 @@ call_cb(const struct http_call_result *r, void *arg)
 		return;
 	}
 	x->recorded = 1;
+	/* The attempt is the HTTP exchange: it starts once a connection is had, after any
+	 * wait behind the per-origin cap (hookd_http_client_queue_seconds counts that). */
+	x->started_ms += (uint64_t)(r->queue_ms + 0.5);
 	x->duration_ms = r->duration_ms;
 	metric_observe(d->m_duration, r->duration_ms / 1000.0);
 	metric_add(d->m_attempts, 1, attempt_result(r));

@@ -141,7 +141,8 @@ struct http_call {
 	int timeout_ms;
 	int retried;
 	int reused;
-	uint64_t start_us;
+	uint64_t start_us;  /* http_client_call */
+	uint64_t attach_us; /* its first connection: the exchange and its timeout start */
 	/* The result, filled by call_finish. */
 	enum http_call_error error;
 	int status;
@@ -151,7 +152,7 @@ struct http_call {
 	char *location;
 	char retry_after[65];
 	int has_retry_after;
-	double duration_ms;
+	double duration_ms, queue_ms;
 	char remote[REMOTE_LEN];
 	char err[ERR_LEN];
 	/* The attempt timer, assigned in place (event_get_struct_event_size bytes). */
@@ -177,7 +178,7 @@ struct http_client {
 	int freeing, in_defer, destroy_scheduled;
 };
 
-static struct metric *m_requests, *m_duration, *m_conns;
+static struct metric *m_requests, *m_duration, *m_queue, *m_conns;
 static int g_idle, g_busy; /* over every client in the process */
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -203,8 +204,11 @@ metrics_init(void)
 	m_requests = metric_counter(
 	    "hookd_http_client_requests_total", "Outbound HTTP calls by outcome.", "outcome");
 	m_duration = metric_histogram("hookd_http_client_duration_seconds",
-	    "Outbound HTTP calls, from the call to the result.", NULL, metrics_latency_buckets,
-	    metrics_latency_nbuckets);
+	    "Outbound HTTP exchanges, from getting a connection to the result.", NULL,
+	    metrics_latency_buckets, metrics_latency_nbuckets);
+	m_queue = metric_histogram("hookd_http_client_queue_seconds",
+	    "How long outbound calls waited for a connection under the per-origin cap.", NULL,
+	    metrics_latency_buckets, metrics_latency_nbuckets);
 	m_conns = metric_gauge("hookd_http_client_connections",
 	    "Outbound connections by state (busy includes those being made).", "state");
 	metrics_on_collect(collect_cb, NULL);
@@ -264,6 +268,7 @@ call_finish(struct http_call *call, enum http_call_error error, const char *fmt,
 {
 	struct http_client *c = call->c;
 	const char *outcome = outcome_name(error);
+	uint64_t now;
 	va_list ap;
 
 	hookd_assert(
@@ -274,12 +279,21 @@ call_finish(struct http_call *call, enum http_call_error error, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(call->err, sizeof(call->err), fmt, ap);
 	va_end(ap);
-	call->duration_ms = (double)(now_mono_us() - call->start_us) / 1000.0;
+	/* The exchange is timed from its first connection; the wait for one is apart. */
+	now = now_mono_us();
+	if (call->attach_us != 0) {
+		call->duration_ms = (double)(now - call->attach_us) / 1000.0;
+		call->queue_ms = (double)(call->attach_us - call->start_us) / 1000.0;
+	} else {
+		call->duration_ms = 0;
+		call->queue_ms = (double)(now - call->start_us) / 1000.0;
+	}
 	free(call->req);
 	call->req = NULL;
 	if (outcome != NULL) {
 		metric_add(m_requests, 1, outcome);
 		metric_observe(m_duration, call->duration_ms / 1000.0);
+		metric_observe(m_queue, call->queue_ms / 1000.0);
 	}
 	call->state = CALL_DONE;
 	TAILQ_INSERT_TAIL(&c->done, call, link);
@@ -288,7 +302,10 @@ call_finish(struct http_call *call, enum http_call_error error, const char *fmt,
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Give a connection to a call; the attempt's clock starts with its first connection. */
+/*
+ * Give a connection to a call. The attempt's clock (its timeout and duration_ms) starts
+ * with its first connection, so a wait in the origin's queue is neither.
+ */
 static void
 call_attach(struct http_call *call, struct conn *cn)
 {
@@ -296,9 +313,10 @@ call_attach(struct http_call *call, struct conn *cn)
 	call->conn = cn;
 	call->state = CALL_ACTIVE;
 	cn->call = call;
-	if (!event_pending(call_timer(call), EV_TIMEOUT, NULL)) {
+	if (call->attach_us == 0) {
 		struct timeval tv = {call->timeout_ms / 1000, (call->timeout_ms % 1000) * 1000};
 
+		call->attach_us = now_mono_us();
 		evtimer_add(call_timer(call), &tv);
 	}
 }
@@ -1235,6 +1253,7 @@ defer_cb(evutil_socket_t fd, short what, void *arg)
 		r.retry_after = call->has_retry_after ? call->retry_after : NULL;
 		r.location = call->location;
 		r.duration_ms = call->duration_ms;
+		r.queue_ms = call->queue_ms;
 		r.remote = call->remote;
 		r.reused = call->reused;
 		call->cb(&r, call->arg);

@@ -76,7 +76,9 @@ struct http_call_result {
 	int body_truncated;
 	const char *retry_after; /* the Retry-After header, or NULL */
 	const char *location;    /* the Location header, or NULL (redirects are not followed) */
-	double duration_ms;      /* from the call to the result */
+	double duration_ms;      /* the exchange: from getting a connection (a kept-alive one,
+	                            or DNS, connect and TLS for a new one) to the result */
+	double queue_ms;         /* the wait before that for a connection (per-origin cap) */
 	const char *remote;      /* "address:port" connected to, or "" */
 	int reused;              /* a kept-alive connection carried the request */
 };
@@ -96,7 +98,8 @@ typedef void (*http_call_cb)(const struct http_call_result *r, void *arg);
  * NULL when the TLS context cannot be made (an unreadable ca_file, say); the reason is
  * logged. The process must ignore SIGPIPE (hookd does): a peer may close while we write.
  * Metrics: hookd_http_client_requests_total{outcome}, hookd_http_client_connections{state},
- * hookd_http_client_duration_seconds.
+ * hookd_http_client_duration_seconds (duration_ms), hookd_http_client_queue_seconds
+ * (queue_ms).
  */
 struct http_client *http_client_new(
     struct event_base *base, struct evdns_base *dns, const struct http_client_options *opt) WUR;

@@ -342,7 +342,7 @@ struct result {
 	int status, truncated, reused;
 	char *body, *location, *retry_after, *text, *remote;
 	size_t body_len;
-	double ms;
+	double ms, queue_ms;
 };
 
 static void
@@ -376,6 +376,7 @@ store_cb(const struct http_call_result *cr, void *arg)
 	r->text = xstrdup(cr->error_text);
 	r->remote = xstrdup(cr->remote);
 	r->ms = cr->duration_ms;
+	r->queue_ms = cr->queue_ms;
 }
 
 struct call_opts {
@@ -661,7 +662,7 @@ START_TEST(test_per_origin_cap)
 	enum { N = 3, CALLS = N + 3 };
 	struct http_client *c = client_new(N, 0, 1, 0);
 	struct result r[CALLS];
-	char *url = sink_url(sink_port, 0, "127.0.0.1", "/cap?delay_ms=100");
+	char *url = sink_url(sink_port, 0, "127.0.0.1", "/cap?delay_ms=200");
 	struct cap_watch w = {c, 0};
 	struct timeval tv = {0, 5000};
 	struct event *watch = event_new(base, -1, EV_PERSIST, cap_tick_cb, &w);
@@ -679,6 +680,17 @@ START_TEST(test_per_origin_cap)
 		ck_assert_msg(r[i].error == HTTP_CALL_OK, "%s", r[i].text);
 		ck_assert_int_eq(r[i].status, 200);
 		reused += r[i].reused;
+		/*
+		 * duration_ms is the exchange (the sink's 200 ms and a little), never the wait
+		 * for a connection, which queue_ms reports: the queued ones waited ~200 ms.
+		 */
+		ck_assert_msg(r[i].ms >= 195 && r[i].ms < 350, "call %d took %.1f ms", i, r[i].ms);
+		if (i >= N)
+			ck_assert_msg(
+			    r[i].queue_ms >= 190, "call %d queued %.1f ms", i, r[i].queue_ms);
+		else
+			ck_assert_msg(
+			    r[i].queue_ms < 50, "call %d queued %.1f ms", i, r[i].queue_ms);
 	}
 	/* The queued calls went on connections that became free (FIFO). */
 	ck_assert_int_eq(reused, CALLS - N);

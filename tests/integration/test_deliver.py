@@ -178,6 +178,34 @@ def test_slow_receiver_times_out(pg, hookd_factory, sink):
     time.sleep(max(0.0, 3.2 - (time.monotonic() - t0)))
 
 
+def test_duration_is_the_exchange_not_the_wait_for_a_connection(pg, hookd_factory, sink):
+    """With one connection per origin, a delivery queued behind a slow one to the same
+    origin records the time of its own HTTP exchange (duration_ms, started_at); the wait
+    for the connection shows in hookd_http_client_queue_seconds, not in latency."""
+    h = fresh(pg, hookd_factory, outbound_max_per_origin=1)
+    create_webhook(h, sink.url("/slow?delay_ms=800"), events=["slow.*"], name="slow")
+    create_webhook(h, sink.url("/fast"), events=["fast.*"], name="fast")
+    slow = publish(h, "slow.one")
+    sink.wait_for(1, path="/slow", timeout=5 * hh.SLOW)  # the one connection is busy
+    fast = publish(h, "fast.one")
+    (freq,) = sink.wait_for(1, path="/fast", timeout=5 * hh.SLOW)
+    (sreq,) = sink.requests("/slow")
+    ds, df = wait_delivery(h, slow, "succeeded", 5), wait_delivery(h, fast, "succeeded", 5)
+    # The fast one really waited for the slow one's connection (kept alive, then reused).
+    assert (freq["ms"] - sreq["ms"]) >= 750 and freq["conn"] == sreq["conn"]
+    (a_slow,), (a_fast,) = attempts(h, ds["id"]), attempts(h, df["id"])
+    assert 750 <= a_slow["duration_ms"] <= 800 + 500 * hh.SLOW, a_slow
+    assert a_fast["duration_ms"] < 300 * hh.SLOW, a_fast  # not the ~800 ms in the queue
+    # started_at is when its exchange began: after the slow answer, not at the lease.
+    waited = (a_fast["started_at"] - a_slow["started_at"]).total_seconds()
+    assert waited >= 0.7, waited
+    r = h.get(f"/api/v1/webhooks/{df['subscription_id']}/deliveries", auth=True)
+    assert r.body["data"][0]["response_time_ms"] == a_fast["duration_ms"]
+    assert h.metric("hookd_http_client_queue_seconds_count") == 2
+    assert h.metric("hookd_http_client_queue_seconds_sum") >= 0.5
+    assert h.metric("hookd_delivery_attempt_duration_seconds_sum") < 0.8 + 0.5 * hh.SLOW
+
+
 def test_refused_network_makes_no_connection(pg, hookd_factory, sink):
     # No outbound_allow_networks: loopback (the sink) and link-local are refused.
     h = fresh(pg, hookd_factory, outbound_allow_networks=None)
