@@ -740,34 +740,56 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* Why a certificate failed, for the people who must fix it; "" when the reason says it all. */
+static const char *
+verify_hint(long vr)
+{
+	switch (vr) {
+	case X509_V_ERR_HOSTNAME_MISMATCH: return " (the certificate does not name this host)";
+	case X509_V_ERR_IP_ADDRESS_MISMATCH: return " (the certificate does not name this address)";
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+		return " (no CA of the system store or outbound_ca_file issued its chain)";
+	default: return "";
+	}
+}
+
 /* What OpenSSL says went wrong in the handshake, for error_text. */
 static void
 tls_error_text(struct conn *cn, short what, int sock_err, char *buf, size_t len)
 {
 	long vr = cn->ssl != NULL ? SSL_get_verify_result(cn->ssl) : X509_V_OK;
 	unsigned long e, first = 0;
+	char peer[REMOTE_LEN + 136];
 
+	/* The name too: the certificate is checked against it, not the address. */
+	if (cn->o->host_is_ip)
+		snprintf(peer, sizeof(peer), "%s", cn->remote);
+	else
+		snprintf(peer, sizeof(peer), "%.128s (%s)", cn->o->host, cn->remote);
 	while ((e = bufferevent_get_openssl_error(cn->bev)) != 0) {
 		if (first == 0)
 			first = e;
 	}
 	if (vr != X509_V_OK) {
-		snprintf(buf, len, "TLS handshake with %s: certificate verify failed: %s",
-		    cn->remote, X509_verify_cert_error_string(vr));
+		snprintf(buf, len, "TLS handshake with %s: certificate verify failed: %s%s", peer,
+		    X509_verify_cert_error_string(vr), verify_hint(vr));
 	} else if (first != 0) {
 		const char *reason = ERR_reason_error_string(first);
-		char tmp[160];
+		char tmp[96];
 
 		if (reason == NULL) {
 			ERR_error_string_n(first, tmp, sizeof(tmp));
 			reason = tmp;
 		}
-		snprintf(buf, len, "TLS handshake with %s: %s", cn->remote, reason);
+		snprintf(buf, len, "TLS handshake with %s: %s", peer, reason);
 	} else if ((what & BEV_EVENT_EOF) || sock_err == 0) {
-		snprintf(
-		    buf, len, "TLS handshake with %s: connection closed by the server", cn->remote);
+		snprintf(buf, len, "TLS handshake with %s: connection closed by the server", peer);
 	} else {
-		snprintf(buf, len, "TLS handshake with %s: %s", cn->remote,
+		snprintf(buf, len, "TLS handshake with %s: %s", peer,
 		    evutil_socket_error_to_string(sock_err));
 	}
 }

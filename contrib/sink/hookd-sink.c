@@ -14,14 +14,17 @@
  *   close=1           close the connection without answering (with fail=N: the first N only)
  *   body=TEXT         answer TEXT;  size=N: answer N bytes of 'x'
  *   chunked=1         send the body with Transfer-Encoding: chunked
- * Requests are recorded (method, path and query, headers, body, receive time) in a ring of
- * the last RECORDS (default 100000) and served as JSON:
+ * Requests are recorded (method, path and query, headers, body, receive time, and for TLS
+ * the server name the client asked for with SNI) in a ring of the last RECORDS (default
+ * 100000) and served as JSON:
  *   GET /_requests[?path=/prefix]   the records, oldest first
  *   DELETE /_requests               forget records, counters and connection statistics
  *   GET /_stats                     {"received","by_path","first_ms","last_ms","connections",
  *                                    "open","max_open"}; connections are those that carried
  *                                    a recorded request
  * "listening on PORT" goes to stdout once the socket is bound (-p 0 picks a free port).
+ * With --tls, a second listener on a free port of the same address serves the same requests
+ * (the control endpoints too) in plain HTTP, and "plain on PORT" follows on stdout.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,6 +53,10 @@
 #include <openssl/ssl.h>
 
 #define NBUCKETS 4096
+/* What both listeners accept. */
+#define SINK_METHODS                                                                               \
+	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | \
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH)
 
 struct record {
 	char *method;
@@ -59,6 +66,8 @@ struct record {
 	size_t body_len;
 	double ms;     /* unix time of receipt, milliseconds */
 	unsigned conn; /* connection number */
+	int tls;       /* came over TLS */
+	char *sni;     /* the TLS server name the client sent, or NULL */
 };
 
 /* A string-keyed counter: requests per path, failures served per path and query. */
@@ -276,6 +285,7 @@ record_free(struct record *r)
 	free(r->target);
 	free(r->headers);
 	free(r->body);
+	free(r->sni);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -371,6 +381,9 @@ record(struct evhttp_request *req, const char *path)
 	struct record *r;
 	double ms = now_ms();
 	unsigned conn = conn_note(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
 	int first = 1;
 
 	received++;
@@ -416,6 +429,12 @@ record(struct evhttp_request *req, const char *path)
 	r->body[r->body_len] = '\0';
 	r->ms = ms;
 	r->conn = conn;
+	if (ssl != NULL) {
+		const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+		r->tls = 1;
+		r->sni = name != NULL ? xstrdup(name) : NULL;
+	}
 }
 
 /* --- answers --------------------------------------------------------------------------- */
@@ -607,8 +626,13 @@ serve_requests(struct evhttp_request *req, const char *query)
 		json_str(b, r->method, strlen(r->method));
 		evbuffer_add(b, ",\"path\":", 8);
 		json_str(b, r->target, strlen(r->target));
-		evbuffer_add_printf(b, ",\"ms\":%.3f,\"conn\":%u,\"headers\":%s,\"body\":", r->ms,
-		    r->conn, r->headers);
+		evbuffer_add_printf(b, ",\"ms\":%.3f,\"conn\":%u,\"tls\":%s,\"sni\":", r->ms,
+		    r->conn, r->tls ? "true" : "false");
+		if (r->sni != NULL)
+			json_str(b, r->sni, strlen(r->sni));
+		else
+			evbuffer_add(b, "null", 4);
+		evbuffer_add_printf(b, ",\"headers\":%s,\"body\":", r->headers);
 		json_str(b, r->body, r->body_len);
 		evbuffer_add(b, "}", 1);
 	}
@@ -744,11 +768,11 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"tls", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
 	const char *addr = "127.0.0.1", *cert = NULL, *key = NULL;
-	struct evhttp_bound_socket *bound;
+	struct evhttp_bound_socket *bound, *plain_bound;
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
 	struct event *term, *intr;
-	struct evhttp *http;
+	struct evhttp *http, *plain = NULL;
 	SSL_CTX *ctx = NULL;
 	int port = 0, ch;
 
@@ -777,9 +801,7 @@ main(int argc, char **argv)
 	if (ring_cap > 0)
 		ring = calloc(ring_cap, sizeof(*ring));
 	http = evhttp_new(base);
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	                                     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	                                     EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_allowed_methods(http, SINK_METHODS);
 	evhttp_set_gencb(http, request_cb, NULL);
 	if (cert != NULL) {
 		ctx = tls_context(cert, key);
@@ -795,6 +817,23 @@ main(int argc, char **argv)
 		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 		                                      : ((struct sockaddr_in *)&ss)->sin_port);
 	printf("listening on %d\n", port);
+	if (ctx != NULL) {
+		/* The same requests in plain HTTP, for control requests from tools without TLS. */
+		plain = evhttp_new(base);
+		evhttp_set_allowed_methods(plain, SINK_METHODS);
+		evhttp_set_gencb(plain, request_cb, NULL);
+		plain_bound = evhttp_bind_socket_with_handle(plain, addr, 0);
+		sslen = sizeof(ss);
+		if (plain_bound == NULL || getsockname(evhttp_bound_socket_get_fd(plain_bound),
+		                               (struct sockaddr *)&ss, &sslen) != 0) {
+			fprintf(stderr, "hookd-sink: cannot listen on %s for plain HTTP: %s\n",
+			    addr, strerror(errno));
+			return 1;
+		}
+		printf("plain on %d\n",
+		    ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+		                                   : ((struct sockaddr_in *)&ss)->sin_port));
+	}
 	fflush(stdout);
 	term = evsignal_new(base, SIGTERM, stop_cb, NULL);
 	intr = evsignal_new(base, SIGINT, stop_cb, NULL);
@@ -804,6 +843,8 @@ main(int argc, char **argv)
 	event_free(term);
 	event_free(intr);
 	evhttp_free(http);
+	if (plain != NULL)
+		evhttp_free(plain);
 	records_clear();
 	free(ring);
 	counters_clear(by_path);

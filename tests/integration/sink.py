@@ -9,18 +9,25 @@ Every request is recorded and can be read back:
     s = Sink(test_root).start()          # or the `sink` fixture: `from sink import sink`
     url = s.url("/hook?fail=2&status=500")
     ...
-    reqs = s.wait_for(3, path="/hook")   # [{"method", "path", "ms", "conn", "headers", "body"}]
+    reqs = s.wait_for(3, path="/hook")   # [{"method", "path", "ms", "conn", "tls", "sni",
+                                         #   "headers", "body"}]
     s.stats()                            # {"received", "by_path", "first_ms", "last_ms",
                                          #  "connections", "open", "max_open"}
     s.clear()
     s.finish()                           # SIGTERM; fails on a crash or a sanitizer report
 
 Header names in records are lower case; bodies are text (bytes that are not UTF-8 show as
-U+FFFD). The sink listens on 127.0.0.1, so hookd must allowlist 127.0.0.0/8.
+U+FFFD); "sni" is the server name a TLS client sent (None without TLS or SNI). The sink
+listens on 127.0.0.1, so hookd must allowlist 127.0.0.0/8.
+
+A TLS sink (Sink(root, tls=(cert, key))) also listens in plain HTTP on another port, which
+the control requests use; make_ca() and make_server_cert() make throwaway certificates with
+the openssl CLI.
 """
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -47,6 +54,7 @@ class Sink:
         self.tls = tls
         self.records = records
         self.port = None
+        self.plain_port = None
         self.proc = None
         hh.LIVE.append(self)
 
@@ -61,17 +69,23 @@ class Sink:
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
 
-        def port():
+        def ports():
             if self.proc.poll() is not None:
                 raise AssertionError(f"sink exited with {self.proc.returncode}:\n"
                                      f"{hh.tail(self.err_path)}")
+            found = {}
             with open(self.out_path) as f:
                 for line in f:
                     if line.startswith("listening on "):
-                        return int(line.split()[2])
-            return None
+                        found["tls" if self.tls else "plain"] = int(line.split()[2])
+                    elif line.startswith("plain on "):
+                        found["plain"] = int(line.split()[2])
+            want = ("tls", "plain") if self.tls else ("plain",)
+            return found if all(k in found for k in want) else None
 
-        self.port = hh.wait_until(port, timeout * hh.SLOW, message="sink listening")
+        found = hh.wait_until(ports, timeout * hh.SLOW, message="sink listening")
+        self.port = found["tls"] if self.tls else found["plain"]
+        self.plain_port = found["plain"]
         return self
 
     # --- addresses
@@ -80,16 +94,17 @@ class Sink:
     def base_url(self):
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def url(self, path="/"):
-        """The URL of path (with its query) on this sink."""
-        return self.base_url + path
+    def url(self, path="/", host=None):
+        """The URL of path (with its query) on this sink; host: a name instead of 127.0.0.1
+        (one that resolves to it, such as localhost)."""
+        if host is None:
+            return self.base_url + path
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
-    # --- control endpoints (plain HTTP sinks only)
+    # --- control endpoints (over plain HTTP, for a TLS sink on its plain port)
 
     def _control(self, method, path):
-        if self.tls:
-            raise AssertionError("control requests to a TLS sink: use a plain one")
-        r = hh.http_request(self.port, method, path, timeout=10)
+        r = hh.http_request(self.plain_port, method, path, timeout=10)
         if r.status != 200:
             raise AssertionError(f"sink {method} {path}: {r.status} {r.body!r}")
         return r.body if not isinstance(r.body, (bytes, bytearray)) else json.loads(r.body)
@@ -170,6 +185,41 @@ class Sink:
 
     def __exit__(self, *exc):
         self.finish()
+
+
+# --- throwaway certificates -----------------------------------------------------------------
+
+def _openssl(*args):
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command line tool")
+    p = subprocess.run(["openssl", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=60)
+    assert p.returncode == 0, f"openssl {' '.join(args)}:\n{p.stdout}"
+
+
+def make_ca(directory, name):
+    """A CA certificate and key (P-256, 2 days) under directory: (cert_path, key_path)."""
+    cert, key = (os.path.join(directory, f"{name}.{x}") for x in ("pem", "key"))
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return cert, key
+
+
+def make_server_cert(directory, name, ca, dns_names):
+    """A server certificate for dns_names signed by ca (from make_ca): (cert_path, key_path)."""
+    cert, key, csr, ext = (os.path.join(directory, f"{name}.{x}")
+                           for x in ("pem", "key", "csr", "cnf"))
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", f"/CN={dns_names[0]}")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\n"
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", ext)
+    return cert, key
 
 
 @pytest.fixture

@@ -10,12 +10,13 @@ API, as a user would.
 
 import json
 import signal
+import tempfile
 import time
 
 import hookd_harness as hh
 from outbound import (attempts, create_webhook, delivery, fresh, hex_hmac, js_stringify,
                       publish, standard_signatures, wait_delivery)
-from sink import sink  # noqa: F401  (fixture)
+from sink import Sink, make_ca, make_server_cert, sink  # noqa: F401  (fixture)
 
 
 def gaps(reqs):
@@ -226,6 +227,64 @@ def test_refused_network_makes_no_connection(pg, hookd_factory, sink):
     st = sink.stats()
     assert st["received"] == 0 and st["connections"] == 0
     assert h.metric("hookd_delivery_attempts_total", result="refused") == 2
+
+
+def test_https_from_hookd_verifies_the_chain_and_the_name(pg, hookd_factory, test_root):
+    """hookd delivers over TLS itself: with outbound_ca_file trusting a throwaway CA, a
+    certificate for localhost is accepted and the sink sees SNI localhost; a chain from
+    another CA and a certificate for another name are refused in the handshake, with the
+    reason on the attempt, no request sent and no success."""
+    pki = tempfile.mkdtemp(prefix="pki-", dir=test_root)
+    ca = make_ca(pki, "hookd-test-ca")
+    rogue = make_ca(pki, "untrusted-ca")
+    certs = [make_server_cert(pki, "good", ca, ["localhost"]),
+             make_server_cert(pki, "untrusted", rogue, ["localhost"]),
+             make_server_cert(pki, "wrong", ca, ["wrong.test"])]
+    ok, untrusted, wrong = sinks = [Sink(test_root, tls=c).start() for c in certs]
+    try:
+        h = fresh(pg, hookd_factory, outbound_ca_file=ca[0])
+        # localhost: hookd's resolver (evdns) answers it from /etc/hosts, as 127.0.0.1.
+        wh = create_webhook(h, ok.url("/tls?body=secure", host="localhost"), name="a-ok")
+        create_webhook(h, untrusted.url("/tls", host="localhost"), name="b-untrusted",
+                       max_retries=0)
+        create_webhook(h, wrong.url("/tls", host="localhost"), name="c-wrong", max_retries=0)
+        mid = publish(h, data={"order_id": "ord_tls"})
+
+        (req,) = ok.wait_for(1, path="/tls", timeout=10 * hh.SLOW)
+        assert req["tls"] is True and req["sni"] == "localhost"
+        hdr = req["headers"]
+        assert hdr["host"] == f"localhost:{ok.port}"
+        ts = int(hdr["webhook-timestamp"])
+        assert hdr["webhook-signature"] == standard_signatures(wh["secret"], mid, ts,
+                                                               req["body"].encode())
+        assert json.loads(req["body"])["data"] == {"order_id": "ord_tls"}
+        d = wait_delivery(h, mid, "succeeded", 5, wid=wh["id"])
+        (a,) = attempts(h, d["id"])
+        assert a["status_code"] == 200 and a["response_body"] == "secure" and a["error"] is None
+
+        rows = hh.wait_until(lambda: (lambda r: r if len(r) == 2 and
+                                      all(x[1] == "dead" for x in r) else None)(
+            h.sql("SELECT s.name, d.status::text, d.last_status, a.status_code, a.error"
+                  " FROM hookd.deliveries d"
+                  " JOIN hookd.subscriptions s ON s.id = d.subscription_id"
+                  " JOIN hookd.attempts a ON a.delivery_id = d.id"
+                  " WHERE d.message_id = %s AND s.name <> 'a-ok' ORDER BY s.name", mid)),
+            10 * hh.SLOW, message="both refused in the handshake")
+        (_, _, ls1, sc1, e1), (_, _, ls2, sc2, e2) = rows
+        assert (ls1, sc1, ls2, sc2) == (None, None, None, None)
+        assert e1 == (f"TLS handshake with localhost (127.0.0.1:{untrusted.port}): certificate"
+                      " verify failed: unable to get local issuer certificate (no CA of the"
+                      " system store or outbound_ca_file issued its chain)"), e1
+        assert e2 == (f"TLS handshake with localhost (127.0.0.1:{wrong.port}): certificate"
+                      " verify failed: hostname mismatch (the certificate does not name this"
+                      " host)"), e2
+        # The handshake failed, so no request reached either sink.
+        assert untrusted.count() == 0 and wrong.count() == 0
+        assert h.metric("hookd_delivery_attempts_total", result="tls") == 2
+        assert h.metric("hookd_delivery_attempts_total", result="2xx") == 1
+    finally:
+        for s in sinks:
+            s.finish()
 
 
 def test_retry_after_is_honoured(pg, hookd_factory, sink):
