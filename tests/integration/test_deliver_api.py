@@ -5,6 +5,7 @@ standardwebhooks npm package's Webhook.verify, and the seeds' Express examples."
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -13,7 +14,8 @@ import urllib.request
 import pytest
 
 import hookd_harness as hh
-from outbound import attempts, create_webhook, delivery, fresh, publish, wait_delivery
+from outbound import (attempts, create_webhook, delivery, fresh, hex_hmac, publish,
+                      wait_delivery)
 from sink import sink  # noqa: F401  (fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -189,12 +191,24 @@ def test_seed_003_routes(pg, hookd_factory, sink):
     r = h.post(f"/api/webhooks/{wid}/test", auth=True)
     assert r.status == 200 and r.body["success"] is True
     assert r.body["data"]["success"] is True and r.body["data"]["status_code"] == 200
-    # Seed 003's headers on every delivery of a webhook made through its API.
-    req = sink.requests("/omni")[-1]
-    hdr = req["headers"]
-    assert hdr["x-webhook-id"] == r.body["data"]["message_id"]
-    assert hdr["x-webhook-timestamp"] == hdr["webhook-timestamp"]
-    assert len(hdr["x-webhook-signature"]) == 64
+    # Seed 003's headers on every delivery of a webhook made through its API, with the
+    # values docs/seed-003-omnisales.md gives them: X-Webhook-Signature the lower-case hex
+    # HMAC-SHA256 of the body keyed with the secret string, X-Webhook-Timestamp this
+    # attempt's Unix time, X-Webhook-ID the event id (the body's id, the same on retries).
+    reqs = sink.requests("/omni")
+    assert len(reqs) == 6  # 4 failures, the replay, the test send
+    test_id = r.body["data"]["message_id"]
+    for req in reqs:
+        hdr, body = req["headers"], json.loads(req["body"])
+        assert hdr["x-webhook-signature"] == hex_hmac(wh["secret"], req["body"]), req
+        assert re.fullmatch(r"[0-9a-f]{64}", hdr["x-webhook-signature"])
+        assert hdr["x-webhook-id"] == body["id"] == hdr["webhook-id"]
+        ts = hdr["x-webhook-timestamp"]
+        assert re.fullmatch(r"[0-9]{10}", ts) and ts == hdr["webhook-timestamp"]
+        assert req["ms"] / 1000 - 1 <= int(ts) <= req["ms"] / 1000  # when it was sent
+        assert hdr["user-agent"].startswith("hookd/") and "x-fluxbase-signature" not in hdr
+    assert [x["headers"]["x-webhook-id"] for x in reqs] == [mid] * 5 + [test_id]
+    assert json.loads(reqs[-1]["body"])["event"] == "webhook.test"
 
     r = h.get(f"/api/webhooks/{wid}/stats", auth=True)
     assert r.status == 200 and r.body["success"] is True
