@@ -74,15 +74,18 @@ static const char get_sql[] =
                                                                        " FROM hookd.messages m "
                                                                        "WHERE m.id = $1";
 
-/* Seen types (hookd.event_types) and declared ones ($1, a JSON array), merged by name. */
+/*
+ * Seen types (hookd.event_types) and declared ones ($1, a JSON array of {name, description}),
+ * merged by name; the configuration's description wins over a stored one.
+ */
 static const char types_sql[] =
-    "SELECT json_build_object('name', coalesce(t.name, d.name), 'description', t.description,"
+    "SELECT json_build_object('name', coalesce(t.name, d.name),"
+    " 'description', coalesce(d.description, t.description),"
     " 'declared', d.name IS NOT NULL OR coalesce(t.declared, false),"
     " 'first_seen', " ISO("t.first_seen") ", 'last_seen', " ISO(
         "t.last_seen") ")::text"
                        " FROM hookd.event_types t"
-                       " FULL JOIN (SELECT DISTINCT x AS name FROM "
-                       "jsonb_array_elements_text($1::jsonb) x) d"
+                       " FULL JOIN jsonb_to_recordset($1::jsonb) AS d(name text, description text)"
                        "   ON d.name = t.name"
                        " ORDER BY coalesce(t.name, d.name)";
 
@@ -486,17 +489,21 @@ list_types(struct http_req *r, void *arg)
 {
 	struct app *app = arg;
 	struct json_object *arr = json_object_new_array();
+	struct declared_event_type *declared;
 	struct db_params p;
-	char **declared, *text;
+	char *text;
 	int n;
 
 	/* Read at request time: event_types is reloadable. */
-	declared = subscription_event_types_split(app->cfg.event_types, &n);
+	declared = subscription_event_types_parse(app->cfg.event_types, &n);
 	for (int i = 0; i < n; i++) {
-		json_object_array_add(arr, json_object_new_string(declared[i]));
-		free(declared[i]);
+		struct json_object *t = json_object_new_object();
+
+		json_set_str(t, "name", declared[i].name);
+		json_set_str(t, "description", declared[i].description);
+		json_object_array_add(arr, t);
 	}
-	free(declared);
+	subscription_event_types_free(declared, n);
 	text = json_compact(arr, NULL);
 	json_object_put(arr);
 	db_params_init(&p);

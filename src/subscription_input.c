@@ -1049,37 +1049,72 @@ fail:
 	return -1;
 }
 
-char **
-subscription_event_types_split(const char *list, int *n)
+static int
+is_space(char c)
 {
-	char **out = NULL;
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+struct declared_event_type *
+subscription_event_types_parse(const char *list, int *n)
+{
+	struct declared_event_type *out = NULL;
 	int cap = 0;
 
 	*n = 0;
 	while (list != NULL && *list != '\0') {
-		const char *end = strchr(list, ','), *a = list, *b;
+		const char *end = strchr(list, ','), *a = list, *b, *name_end, *d;
+		size_t name_len;
 		int dup = 0;
 
 		if (end == NULL)
 			end = list + strlen(list);
 		b = end;
-		while (a < b && (*a == ' ' || *a == '\t' || *a == '\n' || *a == '\r'))
+		while (a < b && is_space(*a))
 			a++;
-		while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n' || b[-1] == '\r'))
+		while (b > a && is_space(b[-1]))
 			b--;
+		/* The name is the first word; a colon ending it (or starting the rest) goes. */
+		name_end = a;
+		while (name_end < b && !is_space(*name_end))
+			name_end++;
+		d = name_end;
+		name_len = (size_t)(name_end - a);
+		if (name_len > 0 && a[name_len - 1] == ':')
+			name_len--;
+		else {
+			while (d < b && is_space(*d))
+				d++;
+			if (d < b && *d == ':')
+				d++;
+		}
+		while (d < b && is_space(*d))
+			d++;
 		for (int i = 0; i < *n && !dup; i++)
-			dup = strlen(out[i]) == (size_t)(b - a) &&
-			      memcmp(out[i], a, (size_t)(b - a)) == 0;
-		if (b > a && !dup) {
+			dup = strlen(out[i].name) == name_len &&
+			      memcmp(out[i].name, a, name_len) == 0;
+		if (name_len > 0 && !dup) {
 			if (*n == cap) {
 				cap = cap ? cap * 2 : 16;
 				out = xrealloc(out, (size_t)cap * sizeof(*out));
 			}
-			out[(*n)++] = xstrndup(a, (size_t)(b - a));
+			out[*n].name = xstrndup(a, name_len);
+			out[*n].description = d < b ? xstrndup(d, (size_t)(b - d)) : NULL;
+			(*n)++;
 		}
 		list = *end == ',' ? end + 1 : end;
 	}
 	return out;
+}
+
+void
+subscription_event_types_free(struct declared_event_type *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].description);
+	}
+	free(v);
 }
 
 /* --- publish ---------------------------------------------------------------------------- */

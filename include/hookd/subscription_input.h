@@ -139,12 +139,21 @@ int subscription_pattern_valid(const char *s);
 int subscription_payload_format_parse(const char *s, enum payload_format *out) WUR;
 const char *subscription_payload_format_name(enum payload_format f);
 
+/* One declared event type. */
+struct declared_event_type {
+	char *name;
+	char *description; /* NULL: none given */
+};
+
 /*
- * The declared event types of the config key event_types: comma separated, white space
- * trimmed, empty items and repeats dropped, order kept. Returns a malloc'd array (free
- * each and the array); *n gets the count.
+ * The declared event types of the config key event_types: comma separated entries, each
+ * "name" or "name: description" (the name is the entry's first word, a colon ending it is
+ * dropped; a description cannot hold a comma). White space trimmed, empty entries and
+ * repeated names dropped (the first stays), order kept. Returns a malloc'd array for
+ * subscription_event_types_free (NULL when empty); *n gets the count.
  */
-char **subscription_event_types_split(const char *list, int *n);
+struct declared_event_type *subscription_event_types_parse(const char *list, int *n);
+void subscription_event_types_free(struct declared_event_type *v, int n);
 
 /* --- publish -------------------------------------------------------------------------- */
 

@@ -247,6 +247,45 @@ def test_list_and_get_messages(hookd):
 
 # --- event types ----------------------------------------------------------------------------
 
+# Seed 003's "Available Events", with its descriptions, in the seed's order.
+SEED_003_CATALOGUE = {
+    "order.created": "New order placed",
+    "order.updated": "Order details modified",
+    "order.shipped": "Order marked as shipped",
+    "order.completed": "Order completed",
+    "order.cancelled": "Order cancelled",
+    "order.refunded": "Order refunded",
+    "payment.received": "Payment successfully received",
+    "payment.failed": "Payment failed",
+    "payment.refunded": "Payment refunded",
+    "payment.pending": "Payment pending",
+    "customer.created": "New customer registered",
+    "customer.updated": "Customer details updated",
+    "customer.deleted": "Customer deleted",
+    "product.created": "New product added",
+    "product.updated": "Product details updated",
+    "product.deleted": "Product removed",
+    "product.inventory_low": "Inventory below threshold",
+    "product.inventory_out": "Out of stock",
+    "product.inventory_restocked": "Product restocked",
+    "refund.created": "Refund requested",
+    "refund.processed": "Refund completed",
+    "refund.failed": "Refund failed",
+    "email.sent": "Email sent",
+    "email.delivered": "Email delivered",
+    "email.failed": "Email delivery failed",
+    "email.bounced": "Email bounced",
+    "email.opened": "Email opened by recipient",
+    "email.clicked": "Link in email clicked",
+    "chat.escalated": "Chat escalated to agent",
+    "chat.assigned": "Chat assigned to agent",
+    "chat.resolved": "Chat resolved",
+    "ticket.created": "Support ticket created",
+    "ticket.updated": "Ticket updated",
+    "ticket.closed": "Ticket closed",
+}
+
+
 def catalogue():
     with open(os.path.join(TOP, "contrib", "hookd.conf.example")) as f:
         for line in f:
@@ -257,8 +296,7 @@ def catalogue():
 
 def test_event_types_lists_seen_and_declared(fresh):
     h = fresh(config={"event_types": catalogue()})
-    declared = [t.strip() for t in catalogue().split(",")]
-    assert len(declared) == 34 and "product.inventory_restocked" in declared
+    declared = list(SEED_003_CATALOGUE)
     assert publish(h, "order.created").status == 202
     assert publish(h, "custom.thing").status == 202
     assert publish(h, "custom.thing").status == 202
@@ -275,13 +313,22 @@ def test_event_types_lists_seen_and_declared(fresh):
     assert oc["declared"] is True and re.match(ISO_RE, oc["first_seen"])
     assert ct["declared"] is False and ct["last_seen"] >= ct["first_seen"]
     assert ps["declared"] is True and ps["first_seen"] is None and ps["last_seen"] is None
+    # The example config ships the seed's catalogue with its descriptions, exactly.
+    assert {t["name"]: t["description"] for t in r.body["data"] if t["declared"]} == \
+        SEED_003_CATALOGUE
+    assert oc["description"] == "New order placed" and ct["description"] is None
 
     # event_types is reloadable
-    h.write_config(event_types="custom.thing, brand.new")
+    h.write_config(event_types="custom.thing: Something custom, brand.new,"
+                               " ns:with:colons: Colons in the name")
     h.signal(__import__("signal").SIGHUP)
     hh.wait_until(lambda: "brand.new" in {t["name"] for t in h.get(TYPES, auth=True).body["data"]},
                   5 * hh.SLOW, message="the reloaded declared types")
     by_name = {t["name"]: t for t in h.get(TYPES, auth=True).body["data"]}
     assert by_name["custom.thing"]["declared"] is True
+    assert by_name["custom.thing"]["description"] == "Something custom"
+    assert by_name["brand.new"]["description"] is None
+    assert by_name["ns:with:colons"]["description"] == "Colons in the name"
     assert by_name["order.created"]["declared"] is False          # seen, no longer declared
+    assert by_name["order.created"]["description"] is None
     assert "payment.failed" not in by_name

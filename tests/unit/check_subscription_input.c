@@ -460,26 +460,51 @@ START_TEST(test_rotate_body)
 }
 END_TEST
 
-START_TEST(test_event_types_split)
+START_TEST(test_event_types_parse)
 {
 	int n;
-	char **v = subscription_event_types_split(" order.created, order.updated,,\n"
-	                                          "order.created ,payment.failed ",
-	    &n);
+	struct declared_event_type *v =
+	    subscription_event_types_parse(" order.created, order.updated,,\n"
+	                                   "order.created: again ,payment.failed ",
+	        &n);
 
 	ck_assert_int_eq(n, 3);
-	ck_assert_str_eq(v[0], "order.created");
-	ck_assert_str_eq(v[1], "order.updated");
-	ck_assert_str_eq(v[2], "payment.failed");
+	ck_assert_str_eq(v[0].name, "order.created");
+	ck_assert_str_eq(v[1].name, "order.updated");
+	ck_assert_str_eq(v[2].name, "payment.failed");
 	for (int i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-	v = subscription_event_types_split("", &n);
+		ck_assert_ptr_null(v[i].description);
+	subscription_event_types_free(v, n);
+	v = subscription_event_types_parse("", &n);
 	ck_assert_int_eq(n, 0);
-	free(v);
-	v = subscription_event_types_split(NULL, &n);
+	subscription_event_types_free(v, n);
+	v = subscription_event_types_parse(NULL, &n);
 	ck_assert_int_eq(n, 0);
-	free(v);
+	subscription_event_types_free(v, n);
+
+	/* Seed 003's catalogue style: "name: description". */
+	v = subscription_event_types_parse("order.created: New order placed,"
+	                                   "  payment.failed:   Payment failed  ,"
+	                                   "email.clicked : Link in email clicked,"
+	                                   "crm:contact:sync, tenant/a:x: Namespaced,"
+	                                   "bare:, order.created: a repeat keeps the first,"
+	                                   "  : no name",
+	    &n);
+	ck_assert_int_eq(n, 6);
+	ck_assert_str_eq(v[0].name, "order.created");
+	ck_assert_str_eq(v[0].description, "New order placed");
+	ck_assert_str_eq(v[1].name, "payment.failed");
+	ck_assert_str_eq(v[1].description, "Payment failed");
+	ck_assert_str_eq(v[2].name, "email.clicked");
+	ck_assert_str_eq(v[2].description, "Link in email clicked");
+	/* Colons inside a name stay (event types may hold them). */
+	ck_assert_str_eq(v[3].name, "crm:contact:sync");
+	ck_assert_ptr_null(v[3].description);
+	ck_assert_str_eq(v[4].name, "tenant/a:x");
+	ck_assert_str_eq(v[4].description, "Namespaced");
+	ck_assert_str_eq(v[5].name, "bare");
+	ck_assert_ptr_null(v[5].description);
+	subscription_event_types_free(v, n);
 }
 END_TEST
 
@@ -566,7 +591,7 @@ subscription_input_suite(void)
 	tcase_add_test(tc, test_patterns);
 	tcase_add_test(tc, test_secret_check);
 	tcase_add_test(tc, test_rotate_body);
-	tcase_add_test(tc, test_event_types_split);
+	tcase_add_test(tc, test_event_types_parse);
 	tcase_add_test(tc, test_payload_formats);
 	tcase_add_test(tc, test_publish_input);
 	suite_add_tcase(s, tc);
