@@ -220,6 +220,73 @@ def test_seed_003_routes(pg, hookd_factory, sink):
     assert h.get(f"/api/webhooks/{NIL}/stats", auth=True).status == 404
 
 
+def test_seed_003_errors_are_in_its_shape(pg, hookd_factory, sink):
+    """Every error of seed 003's routes is {"success": false, "error": text} (plus "field" on
+    a 422) with the right status."""
+    h = fresh(pg, hookd_factory)
+    r = h.post("/api/webhooks", auth=True, json={"name": "x", "url": sink.url("/e"),
+                                                 "events": ["order.created"]})
+    assert r.status == 201, r.body
+    wid = r.body["data"]["id"]
+    time.sleep(0.3)
+    J = {"Content-Type": "application/json"}
+    cases = [
+        ("GET", "/api/webhooks?limit=x", None, 400, None),
+        ("GET", "/api/webhooks?offset=-1", None, 400, None),
+        ("POST", "/api/webhooks", b"{bad", 400, None),
+        ("POST", "/api/webhooks", b"", 400, None),
+        ("POST", "/api/webhooks", b"[1]", 422, "null"),
+        ("POST", "/api/webhooks", b'{"name":"x"}', 422, "url"),
+        ("POST", "/api/webhooks", b'{"name":"x","url":"ftp://x"}', 422, "url"),
+        ("GET", "/api/webhooks/nope", None, 404, None),
+        ("GET", f"/api/webhooks/{NIL}", None, 404, None),
+        ("PUT", f"/api/webhooks/{NIL}", b"{}", 404, None),
+        ("PUT", f"/api/webhooks/{wid}", b"{bad", 400, None),
+        ("PUT", f"/api/webhooks/{wid}", b'{"events":[]}', 422, "events"),
+        ("DELETE", f"/api/webhooks/{NIL}", None, 404, None),
+        ("GET", f"/api/webhooks/{NIL}/logs", None, 404, None),
+        ("GET", "/api/webhooks/nope/logs", None, 404, None),
+        ("GET", f"/api/webhooks/{wid}/logs?limit=0", None, 400, None),
+        ("GET", f"/api/webhooks/{NIL}/stats", None, 404, None),
+        ("GET", "/api/webhooks/nope/stats", None, 404, None),
+        ("GET", f"/api/webhooks/{wid}/stats?window=x", None, 400, None),
+        ("POST", f"/api/webhooks/{NIL}/test", None, 404, None),
+        ("POST", "/api/webhooks/nope/test", None, 404, None),
+        ("GET", f"/api/webhooks/{NIL}/replay", None, 404, None),
+        ("GET", "/api/webhooks/nope/replay", None, 404, None),
+        ("POST", f"/api/webhooks/{wid}/replay", b"{bad", 400, None),
+        ("POST", f"/api/webhooks/{wid}/replay", b"{}", 422, "failure_id"),
+        ("POST", f"/api/webhooks/{wid}/replay", b'{"failure_id":5}', 422, "failure_id"),
+        ("POST", f"/api/webhooks/{wid}/replay", json.dumps({"failure_id": NIL}).encode(), 404,
+         None),
+        ("POST", f"/api/webhooks/{NIL}/replay", json.dumps({"failure_id": NIL}).encode(), 404,
+         None),
+    ]
+    for method, path, body, status, field in cases:
+        r = h.request(method, path, body=body, auth=True, headers=J if body is not None else None)
+        what = f"{method} {path} {body!r}: {r.status} {r.body!r}"
+        assert r.status == status, what
+        assert "application/json" in r.headers.get("Content-Type", ""), what
+        assert r.body["success"] is False and isinstance(r.body["error"], str), what
+        assert r.body["error"], what
+        if field is None:
+            assert set(r.body) == {"success", "error"}, what
+        else:
+            assert set(r.body) == {"success", "error", "field"}, what
+            assert r.body["field"] == (None if field == "null" else field), what
+    # A delivery that is not failed is not replayed (409), nor is anything of a webhook
+    # that is not active, nor is it tested.
+    mid = publish(h, "order.created")
+    d = wait_delivery(h, mid, "succeeded", 5)
+    r = h.post(f"/api/webhooks/{wid}/replay", auth=True, json={"failure_id": d["id"]})
+    assert r.status == 409 and r.body["success"] is False and "succeeded" in r.body["error"]
+    assert h.put(f"/api/webhooks/{wid}", auth=True, json={"is_active": False}).status == 200
+    time.sleep(0.3)
+    r = h.post(f"/api/webhooks/{wid}/test", auth=True)
+    assert r.status == 409 and r.body == {"success": False,
+                                          "error": "the subscription is disabled"}, r.body
+
+
 # --- real receivers -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

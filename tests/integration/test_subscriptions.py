@@ -149,9 +149,29 @@ def test_seed_004_body_with_a_secret_adds_the_fluxbase_header(hookd):
     assert r.status == 201, r
     s = r.body
     assert s["secret"] == "your-webhook-secret"
-    for k, v in body.items():
-        if k != "secret":
-            assert s[k] == v, (k, s[k], v)
+
+    def same(got, want):
+        """Every field of the seed's body comes back exactly: value and JSON type
+        (5 stays 5, not 5.0; "users" stays "users")."""
+        for k, v in want.items():
+            if k != "secret":
+                assert got[k] == v and type(got[k]) is type(v), (k, got[k], v)
+
+    same(s, body)
+    same(hookd.get(f"{API}/{s['id']}", auth=True).body, body)
+    (listed,) = [x for x in hookd.get(API, auth=True).body["data"] if x["id"] == s["id"]]
+    same(listed, body)
+    # The seed's "Update Webhook": PUT takes the create body, and it round-trips too.
+    update = dict(body, name="User Events v2", enabled=False, max_retries=5,
+                  timeout_seconds=10, retry_backoff_seconds=2.5,
+                  events=[{"table": "users", "operations": ["INSERT", "UPDATE", "DELETE"]}])
+    r = hookd.put(f"{API}/{s['id']}", json=update, auth=True)
+    assert r.status == 200 and "secret" not in r.body, r
+    same(r.body, update)
+    same(hookd.get(f"{API}/{s['id']}", auth=True).body, update)
+    r = hookd.put(f"{API}/{s['id']}", json=body, auth=True)
+    assert r.status == 200, r
+    same(r.body, body)
     assert s["signature_headers"] == ["standard", "fluxbase"]
     row = hookd.sql("SELECT signature_headers, api, events, retry_backoff_seconds"
                     " FROM hookd.subscriptions WHERE id = %s", s["id"])[0]
