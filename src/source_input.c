@@ -846,7 +846,12 @@ source_input_finish(struct source_input *in, int existing_live, struct source_in
 		}
 	}
 	have = (in->given & SOURCE_F_SECRETS) ? in->nsecrets : existing_live;
-	if (!requires || have > 0)
+	/*
+	 * Only a request that sets the verifier or the secrets gets a secret made for it. An
+	 * edit of anything else (a rate limit on a seed's source, whose signature checks
+	 * follow the environment while it has no secret) leaves verification as it was.
+	 */
+	if (!requires || have > 0 || !(in->given & (SOURCE_F_VERIFIER | SOURCE_F_SECRETS)))
 		return 0;
 	if (enc == SOURCE_KEYENC_ED25519)
 		return fail_field(err, field,

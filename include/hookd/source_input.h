@@ -92,10 +92,11 @@ void source_input_merge(struct source_input *base, struct source_input *patch);
 
 /*
  * The final checks once the fields are complete: given secrets must suit the verifier's
- * key encoding (Discord: a 32-byte hex public key; whsec: base64). When the verifier needs
- * a secret and none is given and existing_live (secrets already stored and unexpired)
- * is 0, one is generated, except where it must come from the provider (an Ed25519 public
- * key): then -1. Returns 0 or -1 with err filled.
+ * key encoding (Discord: a 32-byte hex public key; whsec: base64). When the input sets
+ * the verifier or the secrets (given), the verifier needs a secret, and none is given and
+ * existing_live (secrets already stored and unexpired) is 0, one is generated, except
+ * where it must come from the provider (an Ed25519 public key): then -1. An input that
+ * sets neither never gets a secret made. Returns 0 or -1 with err filled.
  */
 int source_input_finish(
     struct source_input *in, int existing_live, struct source_input_error *err) WUR;

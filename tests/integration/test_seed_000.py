@@ -359,3 +359,47 @@ def test_source_made_again_and_turned_off(pg, hookd_factory):
         message="the route turned off")
     assert r.body == {"error": "Webhook endpoint disabled",
                       "details": "The customer webhook source is not active"}
+
+
+# --- the source's own settings on this route ----------------------------------------------
+
+BIG_BODY = json.dumps({"event": "scrape_job_created", "pad": "x" * 1500}).encode()
+
+
+def customer_source(h):
+    return hh.wait_until(lambda: h.sql("SELECT id FROM hookd.sources WHERE slug = 'customer'"),
+                         5 * hh.SLOW, message="the customer source")[0][0]
+
+
+def patch_customer(h, fields, ready):
+    """PATCH the customer source, then wait until this hookd's cache has the change."""
+    customer_source(h)
+    r = h.patch("/api/v1/sources/customer", json=fields, auth=True)
+    assert r.status == 200, r.body
+    hh.wait_until(ready, 5 * hh.SLOW, message="the change in hookd's cache")
+    return r.body
+
+
+def test_editing_the_source_turns_no_verification_on(pg, hookd_factory):
+    """A PATCH that names neither the verifier nor secrets makes no secret: with
+    SUPABASE_WEBHOOK_SECRET unset, the seed's unsigned curl examples keep their answers."""
+    h2 = hookd_factory(db=fresh_db(pg))
+    # max_body as well, so that a refused big body shows the cache has the change
+    src = patch_customer(h2, {"rate_limit": {"per_second": 1000, "burst": 1000},
+                              "max_body": 1000},
+                         lambda: h2.post(ROUTE, body=BIG_BODY, headers=JSON).status == 413)
+    assert "secret" not in src and src["secrets"] == []
+    assert src["rate_limit"] == {"per_second": 1000, "burst": 1000}
+    assert src["verifier"] == {"scheme": "supabase"}
+    assert h2.sql("SELECT secrets FROM hookd.sources WHERE slug = 'customer'") == [([],)]
+
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 200, r.body
+    assert r.body == {"message": "Customer config webhook processed",
+                      "actions": ["Created initial scrape job"]}
+    # The placeholder signature is not checked either: the job is just not there.
+    r = h2.post(ROUTE, body=SCRAPE_JOB_BODY, headers=SCRAPE_JOB_HEADERS)
+    assert r.status == 404, r.body
+    assert r.body == {"error": "Job not found or not pending", "job_id": JOB_ID}
+    assert [e[:2] for e in events(h2)] == [("customer_config_insert", "processed"),
+                                           ("scrape_job_created", "processed")]

@@ -454,6 +454,67 @@ START_TEST(test_finish_generates_secrets)
 }
 END_TEST
 
+/* A PATCH as api_sources makes it: the stored source, given = 0, the patch merged on top. */
+static void
+patched(const char *stored, const char *patch_text, struct source_input *out)
+{
+	struct source_input patch;
+	struct source_input_error err;
+
+	ck_assert_int_eq(parse(stored, SOURCE_INPUT_REPLACE, out, &err), 0);
+	out->given = 0;
+	ck_assert_int_eq(parse(patch_text, SOURCE_INPUT_PATCH, &patch, &err), 0);
+	source_input_merge(out, &patch);
+	source_input_clear(&patch);
+}
+
+START_TEST(test_finish_makes_no_secret_for_other_edits)
+{
+	static const char seed[] = "{\"slug\":\"customer\",\"verifier\":{\"scheme\":\"supabase\"},"
+	                           "\"handler\":{\"type\":\"sql_sync\",\"function\":\"f.g\"}}";
+	struct source_input in;
+	struct source_input_error err;
+
+	/* A seed's source with no secret: a rate limit, an allowlist, active: no secret. */
+	patched(seed, "{\"rate_limit\":{\"per_second\":1,\"burst\":1}}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
+	ck_assert_int_eq(in.secret_generated, 0);
+	ck_assert(!(in.given & SOURCE_F_SECRETS));
+	source_input_clear(&in);
+	patched(seed, "{\"ip_allowlist\":[\"10.0.0.0/8\"],\"active\":false,\"name\":\"n\"}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
+	source_input_clear(&in);
+	/* The same for a Discord source without its key: nothing to refuse either. */
+	patched("{\"slug\":\"d\",\"verifier\":\"discord\"}", "{\"max_body\":100}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
+	source_input_clear(&in);
+
+	/* Naming the verifier (even the same one) makes one, as does an empty secret list. */
+	patched(seed, "{\"verifier\":\"supabase\"}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.secret_generated, 1);
+	ck_assert_int_eq(strlen(in.secrets[0]), 64);
+	source_input_clear(&in);
+	patched(seed, "{\"secrets\":[]}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.secret_generated, 1);
+	source_input_clear(&in);
+
+	/* PUT names every field it sets: a verifier named makes one, none leaves "none". */
+	ck_assert_int_eq(parse(seed, SOURCE_INPUT_REPLACE, &in, &err), 0);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.secret_generated, 1);
+	source_input_clear(&in);
+	ck_assert_int_eq(parse("{\"slug\":\"customer\"}", SOURCE_INPUT_REPLACE, &in, &err), 0);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
+	source_input_clear(&in);
+}
+END_TEST
+
 START_TEST(test_finish_discord_needs_public_key)
 {
 	struct source_input in;
@@ -712,6 +773,7 @@ source_input_suite(void)
 	tcase_add_test(tc, test_patch_merge_secrets_and_slug);
 	tcase_add_test(tc, test_finish_generates_secrets);
 	tcase_add_test(tc, test_finish_discord_needs_public_key);
+	tcase_add_test(tc, test_finish_makes_no_secret_for_other_edits);
 	tcase_add_test(tc, test_key_encodings);
 	tcase_add_test(tc, test_secret_helpers);
 	tcase_add_test(tc, test_secrets_seal_round_trip);
