@@ -523,6 +523,42 @@ client_addr(struct ingest *in, struct http_req *r, struct sockaddr_storage *out)
 	return 0;
 }
 
+enum ingest_gate
+ingest_gate(struct ingest *in, struct http_req *r, struct source *s, int media_ok)
+{
+	struct sockaddr_storage client;
+	size_t raw_len;
+	int retry_after;
+	char ra[16];
+
+	if (!s->active)
+		return INGEST_GATE_INACTIVE;
+	if (s->nallow > 0 && (client_addr(in, r, &client) != 0 ||
+	                         !in_list((struct sockaddr *)&client, s->allow, s->nallow)))
+		return INGEST_GATE_FORBIDDEN;
+	(void)http_req_body(r, &raw_len);
+	if (s->max_body > 0 && raw_len > (size_t)s->max_body)
+		return INGEST_GATE_TOO_LARGE;
+	if (!media_ok)
+		return INGEST_GATE_MEDIA;
+	/* Last: the limit guards what costs (verification and storage), not cheap refusals. */
+	if (!source_rate_take(s, now_mono_ms(), &retry_after)) {
+		snprintf(ra, sizeof(ra), "%d", retry_after);
+		http_reply_header(r, "Retry-After", ra);
+		return INGEST_GATE_RATE;
+	}
+	return INGEST_GATE_PASS;
+}
+
+const char *
+ingest_gate_name(enum ingest_gate g)
+{
+	static const char *const names[] = {
+	    "pass", "inactive", "forbidden", "too_large", "unsupported_media_type", "rate_limited"};
+
+	return names[g];
+}
+
 /* 1 when the object text written so far already has the key "name". */
 static int
 header_seen(const char *json, const char *name)
@@ -725,7 +761,6 @@ in_receive(struct http_req *r, void *arg)
 	struct ingest *in = app->ingest;
 	const char *slug = http_req_param(r, "slug");
 	struct source *s = NULL;
-	struct sockaddr_storage client;
 	struct verify_input vi = {0};
 	const char *secrets[MAX_SECRETS];
 	struct json_object *body = NULL;
@@ -737,7 +772,8 @@ in_receive(struct http_req *r, void *arg)
 	size_t raw_len;
 	enum body_kind kind;
 	enum verify_result vr;
-	int nsecrets, retry_after;
+	enum ingest_gate gate;
+	int nsecrets;
 
 	if (!sources_loaded(app->sources)) {
 		unavailable(r, "sources are not loaded yet");
@@ -749,41 +785,30 @@ in_receive(struct http_req *r, void *arg)
 		http_reply_error(r, 404, "not_found", "no source \"%s\"", slug);
 		return;
 	}
-	if (!s->active) {
-		count(s, "inactive");
+	raw = http_req_body(r, &raw_len);
+	kind = body_kind(http_req_header(r, "Content-Type"));
+	gate = ingest_gate(in, r, s, kind != BODY_OTHER);
+	if (gate != INGEST_GATE_PASS)
+		count(s, ingest_gate_name(gate));
+	switch (gate) {
+	case INGEST_GATE_PASS: break;
+	case INGEST_GATE_INACTIVE:
 		http_reply_error(r, 410, "source_inactive", "source \"%s\" is not active", slug);
 		goto out;
-	}
-	if (s->nallow > 0 && (client_addr(in, r, &client) != 0 ||
-	                         !in_list((struct sockaddr *)&client, s->allow, s->nallow))) {
-		count(s, "forbidden");
+	case INGEST_GATE_FORBIDDEN:
 		http_reply_error(
 		    r, 403, "forbidden", "this client address may not send to \"%s\"", slug);
 		goto out;
-	}
-	raw = http_req_body(r, &raw_len);
-	if (s->max_body > 0 && raw_len > (size_t)s->max_body) {
-		count(s, "too_large");
+	case INGEST_GATE_TOO_LARGE:
 		http_reply_error(r, 413, "payload_too_large",
 		    "request body is %zu bytes; source \"%s\" takes at most %lld", raw_len, slug,
 		    (long long)s->max_body);
 		goto out;
-	}
-	kind = body_kind(http_req_header(r, "Content-Type"));
-	if (kind == BODY_OTHER) {
-		count(s, "unsupported_media_type");
+	case INGEST_GATE_MEDIA:
 		http_reply_error(r, 415, "unsupported_media_type",
 		    "send application/json (or application/x-www-form-urlencoded)");
 		goto out;
-	}
-
-	/* Cheap refusals above; the limit guards what costs: verification and storage. */
-	if (!source_rate_take(s, now_mono_ms(), &retry_after)) {
-		char ra[16];
-
-		count(s, "rate_limited");
-		snprintf(ra, sizeof(ra), "%d", retry_after);
-		http_reply_header(r, "Retry-After", ra);
+	case INGEST_GATE_RATE:
 		http_reply_error(r, 429, "rate_limited",
 		    "source \"%s\" takes at most %g requests/s", slug, s->rate_per_sec);
 		goto out;

@@ -122,7 +122,17 @@ def test_refusals_store_nothing(hookd):
 def test_ip_allowlist_and_rate_limit(hookd):
     make_source(hookd, slug="walled", ip_allowlist=["10.0.0.0/8"])
     assert_error(hookd.post("/in/walled", json={"a": 1}), 403, "forbidden")
+    # Without trusted_proxies, X-Forwarded-For is anybody's say-so: ignored.
+    assert_error(hookd.post("/in/walled", json={"a": 2}, headers={"X-Forwarded-For": "10.1.2.3"}),
+                 403, "forbidden")
     assert count_events(hookd, "walled") == 0
+
+    # An address the list allows (tests talk from 127.0.0.1).
+    make_source(hookd, slug="lan", ip_allowlist=["192.0.2.0/24", "127.0.0.0/8"])
+    r = hookd.post("/in/lan", json={"a": 1})
+    assert r.status == 202, r
+    assert hookd.sql("SELECT payload FROM hookd.events WHERE id = %s", r.body["id"]) == [
+        ({"a": 1},)]
 
     make_source(hookd, slug="slow", rate_limit={"per_second": 0.5, "burst": 2})
     statuses = [hookd.post("/in/slow", json={"n": i}) for i in range(4)]
@@ -132,6 +142,32 @@ def test_ip_allowlist_and_rate_limit(hookd):
     assert_error(limited[0], 429, "rate_limited")
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert count_events(hookd, "slow") == sum(1 for r in statuses if r.status == 202)
+
+
+def test_ip_allowlist_behind_a_trusted_proxy(hookd_factory):
+    """With trusted_proxies, the client is the right-most X-Forwarded-For address that is
+    not itself a trusted proxy; hops left of it are not believed."""
+    h = hookd_factory(config={"trusted_proxies": "127.0.0.0/8, 198.51.100.0/24"})
+    make_source(h, slug="proxied", ip_allowlist=["10.0.0.0/8"])
+
+    def send(xff, n):
+        headers = {"X-Forwarded-For": xff} if xff is not None else {}
+        return h.post("/in/proxied", json={"n": n}, headers=headers)
+
+    # The proxy (127.0.0.1) itself is not in the list.
+    assert_error(send(None, 0), 403, "forbidden")
+    accepted = []
+    for n, xff in enumerate(["10.1.2.3", "10.1.2.3, 198.51.100.7", "192.0.2.9, 10.9.9.9"], 1):
+        r = send(xff, n)
+        assert r.status == 202, (xff, r)
+        accepted.append(r.body["id"])
+    for n, xff in enumerate(["192.0.2.9", "10.1.2.3, 192.0.2.9", "not-an-address"], 10):
+        assert_error(send(xff, n), 403, "forbidden")
+    rows = h.sql("SELECT e.id::text, e.payload->>'n', e.headers->>'x-forwarded-for'"
+                 " FROM hookd.events e JOIN hookd.sources s ON s.id = e.source_id"
+                 " WHERE s.slug = 'proxied' ORDER BY (e.payload->>'n')::int")
+    assert rows == [(accepted[0], "1", "10.1.2.3"), (accepted[1], "2", "10.1.2.3, 198.51.100.7"),
+                    (accepted[2], "3", "192.0.2.9, 10.9.9.9")]
 
 
 def test_rotated_secret(hookd):

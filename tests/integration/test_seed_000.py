@@ -403,3 +403,31 @@ def test_editing_the_source_turns_no_verification_on(pg, hookd_factory):
     assert r.body == {"error": "Job not found or not pending", "job_id": JOB_ID}
     assert [e[:2] for e in events(h2)] == [("customer_config_insert", "processed"),
                                            ("scrape_job_created", "processed")]
+
+
+def test_source_ip_allowlist_and_rate_limit_apply(pg, hookd_factory):
+    """The source's allowlist and rate limit are checked here as on /in/customer."""
+    h2 = hookd_factory(db=fresh_db(pg))
+    # (a text/plain probe is refused, 415 or 403, and stores nothing either way)
+    patch_customer(h2, {"ip_allowlist": ["10.0.0.0/8"]},
+                   lambda: h2.post(ROUTE, body=DB_CHANGE_BODY,
+                                   headers={"Content-Type": "text/plain"}).status == 403)
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 403
+    assert r.body == {"error": "Forbidden",
+                      "details": "This client address may not send webhooks here"}
+    r = h2.post("/in/customer", body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 403 and r.body["error"] == "forbidden"
+    assert count_events(h2) == 0
+
+    patch_customer(h2, {"ip_allowlist": ["127.0.0.0/8"],
+                        "rate_limit": {"per_second": 0.01, "burst": 1}, "max_body": 1000},
+                   lambda: h2.post(ROUTE, body=BIG_BODY, headers=JSON).status == 413)
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 200, r.body
+    assert r.body["message"] == "Customer config webhook processed"
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 429
+    assert r.body == {"error": "Too many requests", "details": "Rate limit exceeded; retry later"}
+    assert 1 <= int(r.headers["Retry-After"]) <= 100
+    assert count_events(h2) == 1

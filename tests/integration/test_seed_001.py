@@ -439,3 +439,32 @@ def test_editing_a_source_turns_no_verification_on(pg, hookd_factory, slug):
     assert r.body["status"] == "accepted" and r.body["message"] == ACCEPTED
     assert r.body["details"]["source"] == slug
     assert count_source_events(h2, slug) == 1
+
+
+@pytest.mark.parametrize("slug", ["supabase", "notion"])
+def test_source_ip_allowlist_and_rate_limit_apply(pg, hookd_factory, slug):
+    """The source's allowlist and rate limit are checked here as on /in/{slug}."""
+    h2 = fresh(pg, hookd_factory)
+    route, curl = ROUTES[slug]
+    label = slug.capitalize()
+    # (a text/plain probe is refused, 415 or 403, and stores nothing either way)
+    patch_source(h2, slug, {"ip_allowlist": ["10.0.0.0/8"]},
+                 lambda: h2.post(route, body=curl,
+                                 headers={"Content-Type": "text/plain"}).status == 403)
+    r = h2.post(route, body=curl, headers=JSON)
+    assert r.status == 403
+    assert r.body == {"error": "forbidden",
+                      "message": f"This client address may not send {label} webhooks"}
+    r = h2.post(f"/in/{slug}", body=curl, headers=JSON)
+    assert r.status == 403 and r.body["error"] == "forbidden"
+    assert count_source_events(h2, slug) == 0
+
+    patch_source(h2, slug, {"ip_allowlist": ["127.0.0.0/8"],
+                            "rate_limit": {"per_second": 0.01, "burst": 1}, "max_body": 1000},
+                 lambda: h2.post(route, body=BIG_BODY, headers=JSON).status == 413)
+    assert h2.post(route, body=curl, headers=JSON).status == 202
+    r = h2.post(route, body=curl, headers=JSON)
+    assert r.status == 429
+    assert r.body == {"error": "rate_limited", "message": "Too many webhook requests; retry later"}
+    assert 1 <= int(r.headers["Retry-After"]) <= 100
+    assert count_source_events(h2, slug) == 1
