@@ -18,6 +18,7 @@
 #include "hookd/db.h"
 #include "hookd/http_server.h"
 #include "hookd/ingest.h"
+#include "hookd/ingest_util.h"
 #include "hookd/json.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
@@ -181,19 +182,30 @@ batch_cb(const struct db_result *r, void *arg)
 	if (r->status == DB_OK) {
 		const PGresult *res = r->res[0];
 		int rows = db_rows(res);
+		const char **want = xmalloc((size_t)b->n * sizeof(*want));
+		const char **got = xmalloc((size_t)(rows > 0 ? rows : 1) * sizeof(*got));
+		unsigned char *stored = xmalloc((size_t)b->n);
 
-		/* RETURNING comes in insertion order, which is the batch's order. */
-		for (int i = 0, row = 0; i < b->n; i++) {
+		/* RETURNING has the stored rows in no promised order: match them as a set. */
+		for (int i = 0; i < b->n; i++)
+			want[i] = b->items[i]->id;
+		for (int row = 0; row < rows; row++)
+			got[row] = db_value(res, row, 0);
+		ingest_match_ids(want, b->n, got, rows, stored);
+		for (int i = 0; i < b->n; i++) {
 			struct pending *p = b->items[i];
 
-			if (row < rows && strcmp(db_value(res, row, 0), p->id) == 0) {
-				row++;
+			if (stored[i]) {
 				kick |= p->has_work;
 				finish(p, INGEST_STORED, p->id, NULL);
 			} else {
+				/* Skipped by ON CONFLICT: its dedupe key is taken. */
 				lookup_duplicate(in, p);
 			}
 		}
+		free(want);
+		free(got);
+		free(stored);
 	} else if (r->status == DB_ERR_SQL && b->n > 1) {
 		/* One event's data may have failed the whole group: send each on its own. */
 		log_warn("ingest: a group of %d events failed (%s); retrying them one by one", b->n,
@@ -592,9 +604,7 @@ body_kind(const char *ct)
 	n = semi ? (size_t)(semi - ct) : strlen(ct);
 	while (n > 0 && ct[n - 1] == ' ')
 		n--;
-	if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-	    (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
-	        strncasecmp(ct + n - 5, "+json", 5) == 0))
+	if (ingest_media_is_json(ct))
 		return BODY_JSON;
 	if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
 		return BODY_FORM;
