@@ -28,6 +28,7 @@
 
 #define MAX_SECRETS             16
 #define MAX_STORED_HEADERS      100
+#define MAX_ANSWER_HEADERS      32 /* a sync handler's reply headers */
 #define RETRY_AFTER_UNAVAILABLE "2"
 
 /*
@@ -692,12 +693,21 @@ event_type_of(const struct source *s, struct http_req *r, struct json_object *bo
 	return NULL;
 }
 
-/* A sync handler's answer: {"status": n, "body": ..., "headers": {...}} or any JSON. */
+/*
+ * A sync handler's answer: {"status": n, "body": ..., "headers": {...}} or any JSON. The
+ * body is sent as compact JSON; its headers pass when ingest_answer_header_refused lets
+ * them (a JSON Content-Type replaces application/json), and the others are dropped with
+ * a warning naming them.
+ */
 static void
 reply_answer(struct http_req *r, struct json_object *answer, const char *id)
 {
 	struct json_object *st, *body, *hdrs;
+	const char *ctype = "application/json";
 	int64_t status;
+	size_t len;
+	char *text;
+	int nsent = 0;
 
 	if (answer == NULL) {
 		struct json_object *o = json_object_new_object();
@@ -707,25 +717,41 @@ reply_answer(struct http_req *r, struct json_object *answer, const char *id)
 		http_reply_json(r, 200, o);
 		return;
 	}
-	if (json_object_is_type(answer, json_type_object) &&
-	    json_object_object_get_ex(answer, "status", &st) &&
-	    json_object_is_type(st, json_type_int) && (status = json_object_get_int64(st)) >= 200 &&
-	    status <= 599) {
-		if ((hdrs = json_get_obj(answer, "headers")) != NULL) {
-			json_object_object_foreach(hdrs, k, v)
-			{
-				if (json_object_is_type(v, json_type_string) &&
-				    strchr(k, '\n') == NULL &&
-				    strchr(json_object_get_string(v), '\n') == NULL)
-					http_reply_header(r, k, json_object_get_string(v));
-			}
-		}
-		if (!json_object_object_get_ex(answer, "body", &body))
-			body = NULL;
-		http_reply_json(r, (int)status, json_object_get(body));
+	if (!json_object_is_type(answer, json_type_object) ||
+	    !json_object_object_get_ex(answer, "status", &st) ||
+	    !json_object_is_type(st, json_type_int) || (status = json_object_get_int64(st)) < 200 ||
+	    status > 599) {
+		http_reply_json(r, 200, json_object_get(answer));
 		return;
 	}
-	http_reply_json(r, 200, json_object_get(answer));
+	if ((hdrs = json_get_obj(answer, "headers")) != NULL) {
+		json_object_object_foreach(hdrs, k, v)
+		{
+			const char *why = "the value is not a string";
+
+			if (json_object_is_type(v, json_type_string))
+				why = ingest_answer_header_refused(k, json_object_get_string(v),
+				    (size_t)json_object_get_string_len(v));
+			if (why == NULL && nsent == MAX_ANSWER_HEADERS)
+				why = "too many headers";
+			if (why != NULL) {
+				log_msg(LOG_LEVEL_WARN, http_req_id(r),
+				    "ingest: event %s: handler header \"%.64s\" dropped: %s", id, k,
+				    why);
+				continue;
+			}
+			nsent++;
+			if (strcasecmp(k, "Content-Type") == 0)
+				ctype = json_object_get_string(v);
+			else
+				http_reply_header(r, k, json_object_get_string(v));
+		}
+	}
+	if (!json_object_object_get_ex(answer, "body", &body))
+		body = NULL;
+	text = json_compact(body, &len);
+	http_reply_raw(r, (int)status, ctype, text, len);
+	free(text);
 }
 
 static void

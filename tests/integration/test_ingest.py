@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -250,6 +251,93 @@ def test_sync_handler_answers(hookd):
     fixed = hookd.post("/in/shop", json={"id": "o-2", "total": 1})
     assert fixed.status == 201, fixed
     assert hookd.sql("SELECT status FROM hookd.events WHERE external_id = 'o-2'")[0][0] == "processed"
+
+
+HEADERS_SQL = r"""
+CREATE OR REPLACE FUNCTION public.answer_with_headers(event jsonb) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT jsonb_build_object('status', 202, 'body', jsonb_build_object('ok', true),
+        'headers', CASE WHEN event->'payload'->>'case' = 'html'
+            THEN jsonb_build_object('Content-Type', 'text/html', 'X-Kept', 'yes')
+            ELSE jsonb_build_object(
+                'X-Order-Id', 'o-9', 'Location', '/orders/o-9', 'X-Tabbed', E'a	b',
+                'Content-Type', 'application/problem+json',
+                'Content-Length', '1', 'Transfer-Encoding', 'chunked', 'Connection', 'close',
+                'Keep-Alive', 'timeout=1', 'Upgrade', 'h2c', 'TE', 'trailers',
+                'Trailer', 'X-T', 'Proxy-Authenticate', 'Basic', 'Content-Encoding', 'gzip',
+                'X-Request-Id', 'forged', 'Bad Name', 'x', 'X-Colon:', 'x',
+                'X-Split', E'a
+Set-Cookie: evil=1', 'X-Newline', E'a
+b',
+                'X-Number', 5)
+            END)
+$$;
+"""
+
+
+def raw_exchange(port, request):
+    """Send raw request bytes on a keep-alive connection; return (status, [(name, value)],
+    body) read exactly as framed by Content-Length."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed before the headers: {data!r}"
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = [tuple(x.strip() for x in ln.split(":", 1)) for ln in lines[1:]]
+        length = [int(v) for k, v in headers if k.lower() == "content-length"]
+        assert len(length) == 1, headers
+        while len(body) < length[0]:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed inside the body"
+            body += chunk
+        return status, headers, body
+
+
+def test_sync_handler_headers_are_filtered(hookd):
+    """A sync handler chooses its status and headers, but not the framing: hop-by-hop and
+    framing headers, X-Request-Id, bad names and values with CR/LF are dropped, and only a
+    JSON Content-Type may replace application/json. On the wire, byte for byte."""
+    hookd.sql(HEADERS_SQL)
+    make_source(hookd, slug="hdrs", handler={"type": "sql_sync",
+                                             "function": "public.answer_with_headers"})
+    mark = hookd.log_mark()
+    body = b'{"case":"all"}'
+    status, headers, got = raw_exchange(hookd.port, (
+        "POST /in/hdrs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    assert status == 202
+    assert got == b'{"ok":true}'
+    names = [k.lower() for k, _ in headers]
+    values = {k.lower(): v for k, v in headers}
+    assert names.count("content-type") == 1 and values["content-type"] == "application/problem+json"
+    assert names.count("content-length") == 1 and values["content-length"] == str(len(got))
+    assert values["x-order-id"] == "o-9" and values["location"] == "/orders/o-9"
+    assert values["x-tabbed"] == "a\tb"
+    assert names.count("x-request-id") == 1 and values["x-request-id"] != "forged"
+    for gone in ("transfer-encoding", "keep-alive", "upgrade", "te", "trailer",
+                 "proxy-authenticate", "content-encoding", "bad name", "x-colon:", "x-split",
+                 "set-cookie", "x-newline", "x-number"):
+        assert gone not in names, (gone, headers)
+    assert values.get("connection", "keep-alive").lower() != "close", headers
+    dropped = {l.get("msg", "") for l in hookd.log_lines(mark) if "dropped" in l.get("msg", "")}
+    for name in ("Content-Length", "Transfer-Encoding", "X-Request-Id", "X-Split", "Bad Name",
+                 "X-Number"):
+        assert any(f'"{name}"' in m for m in dropped), (name, dropped)
+    assert not any("evil" in m for m in dropped)  # names only, never values
+
+    # A Content-Type that is not JSON is dropped: the body is JSON whatever it says.
+    r = hookd.post("/in/hdrs", json={"case": "html"})
+    assert r.status == 202 and r.body == {"ok": True}
+    assert r.headers.get_all("Content-Type") == ["application/json"]
+    assert r.headers["X-Kept"] == "yes"
+    assert hookd.sql("SELECT count(*), bool_and(status = 'processed') FROM hookd.events e"
+                     " JOIN hookd.sources s ON s.id = e.source_id WHERE s.slug = 'hdrs'") == [
+        (2, True)]
 
 
 def test_group_commit_batches(hookd_factory):

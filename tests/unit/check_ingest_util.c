@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: ISC */
-/* Unit tests for the receive path's pure pieces: id matching, media types. */
+/* Unit tests for the receive path's pure pieces: id matching, answer headers, media types. */
 #include "config.h"
 
 #include <check.h>
@@ -109,6 +109,58 @@ START_TEST(test_media_is_json)
 }
 END_TEST
 
+static const char *
+refused(const char *name, const char *value)
+{
+	return ingest_answer_header_refused(name, value, value ? strlen(value) : 0);
+}
+
+START_TEST(test_answer_headers)
+{
+	static const char *const owned[] = {"Content-Length", "transfer-encoding", "Connection",
+	    "Keep-Alive", "Upgrade", "TE", "Trailer", "Proxy-Authenticate", "proxy-connection",
+	    "Content-Encoding", "X-Request-Id", "x-request-id"};
+	char big[9000];
+
+	/* What a handler may send. */
+	ck_assert_ptr_null(refused("X-Order-Id", "o-1"));
+	ck_assert_ptr_null(refused("Location", "/orders/o-1"));
+	ck_assert_ptr_null(refused("Retry-After", "30"));
+	ck_assert_ptr_null(refused("Set-Cookie", "a=b; Path=/"));
+	ck_assert_ptr_null(refused("X-Tab", "a\tb"));
+	ck_assert_ptr_null(refused("X-Empty", ""));
+	ck_assert_ptr_null(refused("x!#$%&'*+-.^_`|~9", "ok"));
+	ck_assert_ptr_null(refused("Content-Type", "application/problem+json"));
+	ck_assert_ptr_null(refused("content-type", "application/json; charset=utf-8"));
+
+	/* What hookd owns. */
+	for (size_t i = 0; i < ARRAY_SIZE(owned); i++)
+		ck_assert_msg(refused(owned[i], "x") != NULL, "%s passed", owned[i]);
+	/* Not JSON: the body is JSON whatever the handler says. */
+	ck_assert_ptr_nonnull(refused("Content-Type", "text/html"));
+	/* Names that are not tokens. */
+	ck_assert_ptr_nonnull(refused("", "x"));
+	ck_assert_ptr_nonnull(refused("X Order", "x"));
+	ck_assert_ptr_nonnull(refused("X-Order:", "x"));
+	ck_assert_ptr_nonnull(refused("X-Order\r\nX-Evil", "x"));
+	ck_assert_ptr_nonnull(refused("X-(comment)", "x"));
+	ck_assert_ptr_nonnull(refused("X-\xc3\xa9", "x"));
+	/* Values with control characters, an embedded NUL included. */
+	ck_assert_ptr_nonnull(refused("X-A", "a\r\nSet-Cookie: evil=1"));
+	ck_assert_ptr_nonnull(refused("X-A", "a\nb"));
+	ck_assert_ptr_nonnull(refused("X-A", "a\rb"));
+	ck_assert_ptr_nonnull(refused("X-A", "a\x7f"));
+	ck_assert_ptr_nonnull(ingest_answer_header_refused("X-A", "a\0b", 3));
+	ck_assert_ptr_null(ingest_answer_header_refused("X-A", "a\0b", 1));
+	ck_assert_ptr_nonnull(ingest_answer_header_refused("X-A", NULL, 0));
+	/* Too long. */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_ptr_nonnull(refused("X-Big", big));
+	ck_assert_ptr_nonnull(refused(big, "x"));
+}
+END_TEST
+
 static Suite *
 ingest_util_suite(void)
 {
@@ -118,6 +170,7 @@ ingest_util_suite(void)
 	tcase_add_test(tc, test_match_in_any_order);
 	tcase_add_test(tc, test_match_edges);
 	tcase_add_test(tc, test_media_is_json);
+	tcase_add_test(tc, test_answer_headers);
 	suite_add_tcase(s, tc);
 	return s;
 }
