@@ -84,6 +84,39 @@ def test_accept_store_and_dedupe(hookd):
     assert count_events(hookd, "std") == 1
 
 
+def test_dedupe_on_a_header(hookd):
+    """dedupe_key "header:X-Request-Id": a repeat with that header (any case, any body) is
+    the first event; without the header nothing is deduplicated."""
+    make_source(hookd, slug="hdr-dedupe", dedupe_key="header:X-Request-Id")
+    first = hookd.post("/in/hdr-dedupe", json={"n": 1}, headers={"X-Request-Id": "req-abc-1"})
+    assert first.status == 202, first
+    assert first.body["status"] == "accepted"
+    again = hookd.post("/in/hdr-dedupe", json={"n": 2}, headers={"x-request-id": "req-abc-1"})
+    assert again.status == 200, again
+    assert again.body == {"status": "duplicate", "id": first.body["id"]}
+    rows = hookd.sql("SELECT e.id::text, e.external_id, e.payload FROM hookd.events e"
+                     " JOIN hookd.sources s ON s.id = e.source_id WHERE s.slug = 'hdr-dedupe'")
+    assert rows == [(first.body["id"], "req-abc-1", {"n": 1})]
+
+    other = hookd.post("/in/hdr-dedupe", json={"n": 3}, headers={"X-Request-Id": "req-abc-2"})
+    assert other.status == 202 and other.body["id"] != first.body["id"]
+    bare = [hookd.post("/in/hdr-dedupe", json={"n": 4}) for _ in range(2)]
+    assert [r.status for r in bare] == [202, 202] and bare[0].body["id"] != bare[1].body["id"]
+    assert hookd.sql("SELECT external_id FROM hookd.events e JOIN hookd.sources s"
+                     " ON s.id = e.source_id WHERE s.slug = 'hdr-dedupe'"
+                     " ORDER BY e.received_at, e.id") == [
+        ("req-abc-1",), ("req-abc-2",), (None,), (None,)]
+
+    # A JSON key whose value is "" is no key either: both stored.
+    make_source(hookd, slug="json-dedupe", dedupe_key="json:$.order.id")
+    empty = [hookd.post("/in/json-dedupe", json={"order": {"id": ""}}) for _ in range(2)]
+    assert [r.status for r in empty] == [202, 202], empty
+    dup = [hookd.post("/in/json-dedupe", json={"order": {"id": 17}}) for _ in range(2)]
+    assert [r.status for r in dup] == [202, 200], dup
+    assert dup[1].body == {"status": "duplicate", "id": dup[0].body["id"]}
+    assert count_events(hookd, "json-dedupe") == 3
+
+
 def test_refusals_store_nothing(hookd):
     make_source(hookd, slug="strict", verifier={"scheme": "standard"}, secret=STD_SECRET,
                 max_body=512)

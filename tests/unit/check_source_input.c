@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hookd/json.h"
 #include "hookd/seal.h"
 #include "hookd/source_input.h"
+#include "hookd/sources.h"
 #include "hookd/util.h"
 
 #define LIMIT (1024 * 1024)
@@ -755,6 +757,121 @@ START_TEST(test_rotate_body)
 }
 END_TEST
 
+/* --- key values: dedupe and event-type keys ------------------------------------------- */
+
+/* A request's headers for source_key_value: "Name: value" lines, looked up ignoring case. */
+static const char *
+test_header(void *ctx, const char *name)
+{
+	static char value[128];
+	const char *const *lines = ctx;
+	size_t n = strlen(name);
+
+	for (; *lines != NULL; lines++) {
+		if (strncasecmp(*lines, name, n) == 0 && (*lines)[n] == ':') {
+			snprintf(value, sizeof(value), "%s", *lines + n + 2);
+			return value;
+		}
+	}
+	return NULL;
+}
+
+/* The value of spec for these headers and body (body text may be NULL), or NULL. */
+static char *
+key_value(const char *spec, const char *const *headers, const char *body)
+{
+	struct json_object *o = body != NULL ? js(body) : NULL;
+	struct source_key k;
+	char err[128], *v;
+
+	ck_assert_msg(source_key_parse(spec, &k, err, sizeof(err)) == 0, "%s: %s", spec, err);
+	v = source_key_value(&k, test_header, (void *)headers, o);
+	source_key_clear(&k);
+	json_object_put(o);
+	return v;
+}
+
+static void
+key_is(const char *spec, const char *const *headers, const char *body, const char *want)
+{
+	char *v = key_value(spec, headers, body);
+
+	if (want == NULL)
+		ck_assert_msg(v == NULL, "%s: got \"%s\", want none", spec, v);
+	else
+		ck_assert_msg(v != NULL && strcmp(v, want) == 0, "%s: got \"%s\", want \"%s\"",
+		    spec, v ? v : "(none)", want);
+	free(v);
+}
+
+START_TEST(test_key_values)
+{
+	static const char *const headers[] = {
+	    "x-request-id: req-1", "X-Empty: ", "Idempotency-Key: k 2", NULL};
+	static const char body[] =
+	    "{\"id\":\"o-1\",\"n\":42,\"f\":1.5,\"big\":12345678901234,\"yes\":true,"
+	    "\"no\":false,\"nil\":null,\"empty\":\"\",\"obj\":{\"id\":\"inner\"},"
+	    "\"arr\":[\"a\",{\"id\":7}]}";
+	struct source_key none = {SOURCE_KEY_NONE, NULL};
+
+	/* Headers: the name as configured, matched whatever the case. */
+	key_is("header:X-Request-Id", headers, NULL, "req-1");
+	key_is("header:idempotency-key", headers, body, "k 2");
+	key_is("header:X-Missing", headers, body, NULL);
+	key_is("header:X-Empty", headers, body, NULL);
+	/* JSON paths: strings as they are, other scalars as JSON text. */
+	key_is("json:$.id", headers, body, "o-1");
+	key_is("json:$.n", headers, body, "42");
+	key_is("json:$.f", headers, body, "1.5");
+	key_is("json:$.big", headers, body, "12345678901234");
+	key_is("json:$.yes", headers, body, "true");
+	key_is("json:$.no", headers, body, "false");
+	key_is("json:$.obj.id", headers, body, "inner");
+	key_is("json:$.arr[0]", headers, body, "a");
+	key_is("json:$.arr[1].id", headers, body, "7");
+	key_is("json:id", headers, body, "o-1"); /* the $ is optional */
+	/* No value: missing, null, "", an object, an array, past the end, no body. */
+	key_is("json:$.missing", headers, body, NULL);
+	key_is("json:$.obj.missing", headers, body, NULL);
+	key_is("json:$.nil", headers, body, NULL);
+	key_is("json:$.empty", headers, body, NULL);
+	key_is("json:$.obj", headers, body, NULL);
+	key_is("json:$.arr", headers, body, NULL);
+	key_is("json:$.arr[5]", headers, body, NULL);
+	key_is("json:$.id.deeper", headers, body, NULL);
+	key_is("json:$.id", headers, NULL, NULL);
+	key_is("json:$.id", headers, "[1,2]", NULL);
+	/* An unset key has no value. */
+	ck_assert_ptr_null(source_key_value(&none, test_header, (void *)headers, NULL));
+}
+END_TEST
+
+START_TEST(test_key_specs)
+{
+	struct source_key k;
+	char err[128];
+
+	ck_assert_int_eq(source_key_parse("HEADER:X-Id", &k, err, sizeof(err)), 0);
+	ck_assert_int_eq(k.kind, SOURCE_KEY_HEADER);
+	ck_assert_str_eq(k.arg, "X-Id");
+	source_key_clear(&k);
+	ck_assert_int_eq(source_key_parse("json:$.a.b", &k, err, sizeof(err)), 0);
+	ck_assert_int_eq(k.kind, SOURCE_KEY_JSON);
+	ck_assert_str_eq(k.arg, "$.a.b");
+	source_key_clear(&k);
+	ck_assert_int_eq(source_key_parse("", &k, err, sizeof(err)), 0);
+	ck_assert_int_eq(k.kind, SOURCE_KEY_NONE);
+	ck_assert_int_eq(source_key_parse("header:", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("header:X Id", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("header:X-Id:", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("json:$", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("json:$.a[x]", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("json:$..a", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("X-Request-Id", &k, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "header:Name"));
+}
+END_TEST
+
 static Suite *
 source_input_suite(void)
 {
@@ -780,6 +897,8 @@ source_input_suite(void)
 	tcase_add_test(tc, test_secrets_rotate);
 	tcase_add_test(tc, test_secrets_remove);
 	tcase_add_test(tc, test_rotate_body);
+	tcase_add_test(tc, test_key_values);
+	tcase_add_test(tc, test_key_specs);
 	suite_add_tcase(s, tc);
 	return s;
 }
