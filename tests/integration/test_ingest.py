@@ -210,17 +210,41 @@ def test_rotated_secret(hookd):
     r = hookd.post(f"/api/v1/sources/{src['id']}/rotate-secret", json={"secret": new_secret},
                    auth=True)
     assert r.status == 200, r
-    old_id = [s["id"] for s in r.body["secrets"] if s["id"] != r.body["secrets"][0]["id"]][0]
+    assert r.body["secret"] == new_secret
+    assert len(r.body["secrets"]) == 2 and r.body["secrets"][1]["id"] == src["secrets"][0]["id"]
+    new_id, old_id = r.body["secrets"][0]["id"], r.body["secrets"][1]["id"]
+    assert r.body["secrets"][0]["hint"] == "\u2026" + new_secret[-4:]
 
-    def accepted(secret):
-        body = json.dumps({"type": "t", "nonce": uuid.uuid4().hex}).encode()
-        return hookd.post("/in/rot", body=body, headers=std_headers(secret, body)).status
+    def send(secret, tag):
+        body = json.dumps({"type": "rot.test", "tag": tag}).encode()
+        return hookd.post("/in/rot", body=body, headers=std_headers(secret, body))
 
-    hh.wait_until(lambda: accepted(new_secret) == 202, 5, message="new secret accepted")
-    assert accepted(STD_SECRET) == 202, "old secret still accepted during the overlap"
+    def stored(tag):
+        return hookd.sql("SELECT e.id::text, e.payload, e.status FROM hookd.events e"
+                         " JOIN hookd.sources s ON s.id = e.source_id"
+                         " WHERE s.slug = 'rot' AND e.payload->>'tag' = %s", tag)
+
+    def accepted(r, tag):
+        assert r.status == 202, r
+        assert r.body["status"] == "accepted" and uuid.UUID(r.body["id"])
+        assert stored(tag) == [(r.body["id"], {"type": "rot.test", "tag": tag}, "pending")]
+
+    probe = iter(range(1000))
+    hh.wait_until(lambda: send(new_secret, f"probe-{next(probe)}").status == 202, 5,
+                  message="new secret accepted")
+    accepted(send(new_secret, "new-1"), "new-1")
+    accepted(send(STD_SECRET, "old-during-overlap"), "old-during-overlap")
+
     assert hookd.delete(f"/api/v1/sources/{src['id']}/secrets/{old_id}", auth=True).status == 204
-    hh.wait_until(lambda: accepted(STD_SECRET) == 401, 5, message="old secret refused once removed")
-    assert accepted(new_secret) == 202
+    # (probes sent before this hookd reloads are still accepted, and stored)
+    hh.wait_until(lambda: send(STD_SECRET, f"old-probe-{next(probe)}").status == 401, 5,
+                  message="old secret refused once removed")
+    r = send(STD_SECRET, "old-after")
+    assert_error(r, 401, "invalid_signature")
+    assert stored("old-after") == []
+    accepted(send(new_secret, "new-2"), "new-2")
+    assert [x["id"] for x in hookd.get(f"/api/v1/sources/{src['id']}", auth=True).body[
+        "secrets"]] == [new_id]
 
 
 def test_slack_handshake_not_stored(hookd):
@@ -236,6 +260,93 @@ def test_slack_handshake_not_stored(hookd):
     assert r.status == 200, r
     assert r.body == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
     assert count_events(hookd, "slack") == 0
+
+
+def raw_post(port, path, body, headers):
+    """POST on a raw socket: (status, Content-Type, body bytes exactly as sent)."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    status, hdrs, got = raw_exchange(port, (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    ctype = [v for k, v in hdrs if k.lower() == "content-type"]
+    return status, ctype, got
+
+
+def test_zoom_url_validation_not_stored(hookd):
+    """Zoom's endpoint.url_validation: signed like any event, answered with the plain token
+    and its HMAC-SHA256 (hex, keyed with the secret token), nothing stored."""
+    secret = "zoom-secret-token-for-tests"
+    make_source(hookd, slug="zoom", verifier={"scheme": "zoom"}, secret=secret)
+    plain = "qgg8vlvZRS6UYooatFL8Aw"
+    body = json.dumps({"payload": {"plainToken": plain}, "event_ts": 1654503849680,
+                       "event": "endpoint.url_validation"}).encode()
+
+    def zoom_headers(body, key=secret):
+        ts = str(int(time.time()))
+        mac = hmac.new(key.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+        return {"Content-Type": "application/json", "x-zm-request-timestamp": ts,
+                "x-zm-signature": "v0=" + mac}
+
+    status, ctype, got = raw_post(hookd.port, "/in/zoom", body, zoom_headers(body))
+    assert status == 200, got
+    assert ctype == ["application/json"]
+    expected = hmac.new(secret.encode(), plain.encode(), hashlib.sha256).hexdigest()
+    assert got == ('{"plainToken":"%s","encryptedToken":"%s"}' % (plain, expected)).encode()
+    # Not signed with the secret: no answer that would prove the endpoint.
+    r = hookd.post("/in/zoom", body=body, headers=zoom_headers(body, key="other"))
+    assert_error(r, 401, "invalid_signature")
+    # An ordinary event is stored.
+    ev = json.dumps({"event": "meeting.started", "payload": {"object": {"id": "1"}}}).encode()
+    r = hookd.post("/in/zoom", body=ev, headers=zoom_headers(ev))
+    assert r.status == 202, r
+    assert hookd.sql("SELECT e.id::text, e.event_type FROM hookd.events e JOIN hookd.sources s"
+                     " ON s.id = e.source_id WHERE s.slug = 'zoom'") == [
+        (r.body["id"], "meeting.started")]
+
+
+# A fixed Ed25519 vector (tests/unit/check_verify.c says how it was made): Discord's PING
+# and an interaction, signed over "1700000000" + body with the key DISCORD_PK.
+DISCORD_PK = "5aeddb92430b145a25d37eccc0d3d9c49db37e56414043f6dd2edeab229d7876"
+DISCORD_TS = "1700000000"
+DISCORD_PING = b'{"type":1}'
+DISCORD_PING_SIG = ("b36b7c9df64904cec92f7ef4fe701a6afef700b540a6b9665504244ca7efdcd3"
+                    "4c3922a7fc0a56a12e1a6b31b42bf00ab56df1f375926f38a689ab6d0a9ef80f")
+DISCORD_EVENT = b'{"type":2,"id":"9012","data":{"name":"ping"}}'
+DISCORD_EVENT_SIG = ("fcaa637ce9682c393aafef35ead802d987317c2f19d3ee678ac5912433e390e2"
+                     "ddd75aa6c7b6d273b6c6a747e0d0a27b90d71fe3015ea53dc84ddfd9f7910f06")
+
+
+def test_discord_ping_not_stored(hookd):
+    """Discord's PING (type 1) is answered {"type":1} and not stored; other interactions
+    are. The vector's timestamp is fixed, so the window is off (timestamp_tolerance 0);
+    with the default window the same request is stale."""
+    make_source(hookd, slug="discord", verifier="discord", secret=DISCORD_PK,
+                timestamp_tolerance=0)
+
+    def headers(sig):
+        return {"Content-Type": "application/json", "X-Signature-Ed25519": sig,
+                "X-Signature-Timestamp": DISCORD_TS}
+
+    status, ctype, got = raw_post(hookd.port, "/in/discord", DISCORD_PING,
+                                  headers(DISCORD_PING_SIG))
+    assert (status, ctype, got) == (200, ["application/json"], b'{"type":1}')
+    # A PING signed for another body is refused, not answered.
+    r = hookd.post("/in/discord", body=DISCORD_PING, headers=headers(DISCORD_EVENT_SIG))
+    assert_error(r, 401, "invalid_signature")
+    assert_error(hookd.post("/in/discord", body=DISCORD_PING,
+                            headers={"Content-Type": "application/json"}),
+                 400, "missing_signature")
+    assert count_events(hookd, "discord") == 0
+    r = hookd.post("/in/discord", body=DISCORD_EVENT, headers=headers(DISCORD_EVENT_SIG))
+    assert r.status == 202, r
+    rows = hookd.sql("SELECT e.id::text, e.raw_body FROM hookd.events e JOIN hookd.sources s"
+                     " ON s.id = e.source_id WHERE s.slug = 'discord'")
+    assert [(i, bytes(raw)) for i, raw in rows] == [(r.body["id"], DISCORD_EVENT)]
+
+    make_source(hookd, slug="discord-window", verifier="discord", secret=DISCORD_PK)
+    assert_error(hookd.post("/in/discord-window", body=DISCORD_PING,
+                            headers=headers(DISCORD_PING_SIG)), 401, "stale_timestamp")
+    assert count_events(hookd, "discord-window") == 0
 
 
 SYNC_SQL = """
