@@ -54,6 +54,8 @@ refused(const char *text, enum source_input_mode mode, const char *field)
 	ck_assert_ptr_null(in.verifier);
 }
 
+static void patched(const char *stored, const char *patch_text, struct source_input *out);
+
 static char *
 compact(struct json_object *o)
 {
@@ -107,7 +109,9 @@ START_TEST(test_full_create)
 	    "\"ip_allowlist\":[\"10.0.0.0/8\",\"192.168.1.7\",\"2001:db8::/32\"],"
 	    "\"dedupe_key\":\"json:$.id\",\"event_type_key\":\"header:X-Event\","
 	    "\"handler\":{\"type\":\"sql\",\"function\":\"public.on_event\",\"max_attempts\":5},"
-	    "\"review_required\":true,\"active\":false}";
+	    "\"review_required\":true,\"active\":false,"
+	    "\"allowed_object_types\":[\"person\",\"influencer\"],"
+	    "\"default_entity_table\":\"influencer\"}";
 
 	ck_assert_msg(
 	    parse(body, SOURCE_INPUT_CREATE, &in, &err) == 0, "%s: %s", err.field, err.message);
@@ -136,6 +140,10 @@ START_TEST(test_full_create)
 	ck_assert_str_eq(in.handler_function, "public.on_event");
 	ck_assert_int_eq(in.review_required, 1);
 	ck_assert_int_eq(in.active, 0);
+	ck_assert_int_eq(in.nobject_types, 2);
+	ck_assert_str_eq(in.object_types[0], "person");
+	ck_assert_str_eq(in.object_types[1], "influencer");
+	ck_assert_str_eq(in.entity_table, "influencer");
 	source_input_clear(&in);
 }
 END_TEST
@@ -148,9 +156,13 @@ START_TEST(test_nulls_mean_defaults)
 	                   "\"timestamp_tolerance\":null,\"allowed_event_types\":null,"
 	                   "\"max_body\":null,\"rate_limit\":null,\"ip_allowlist\":null,"
 	                   "\"dedupe_key\":null,\"event_type_key\":\"\",\"handler\":null,"
-	                   "\"review_required\":null,\"active\":null}";
+	                   "\"review_required\":null,\"active\":null,"
+	                   "\"allowed_object_types\":null,\"default_entity_table\":null}";
 
 	ck_assert_msg(parse(body, SOURCE_INPUT_REPLACE, &in, &err) == 0, "%s", err.message);
+	ck_assert_ptr_null(in.object_types);
+	ck_assert_int_eq(in.nobject_types, 0);
+	ck_assert_ptr_null(in.entity_table);
 	ck_assert_int_eq(in.tolerance, 300);
 	ck_assert_int_eq(in.active, 1);
 	ck_assert_ptr_null(in.event_type_key);
@@ -246,6 +258,17 @@ START_TEST(test_invalid_fields)
 	    {"{\"slug\":\"s\",\"timestamp_tolerance\":1.5}", "timestamp_tolerance"},
 	    {"{\"slug\":\"s\",\"timestamp_tolerance\":\"300\"}", "timestamp_tolerance"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":\"a\"}", "allowed_event_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":\"person\"}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[\"\"]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[1]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[\"a\",\"a\"]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[\"a\\nb\"]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"\"}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":5}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"Influencer\"}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"1table\"}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"public.people\"}", "default_entity_table"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":[]}", "allowed_event_types"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":[\"a\",\"\"]}", "allowed_event_types"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":[1]}", "allowed_event_types"},
@@ -377,6 +400,27 @@ START_TEST(test_patch_merge)
 	                                  SOURCE_F_ACTIVE);
 	ck_assert(!(base.given & SOURCE_F_SECRETS));
 	source_input_clear(&base);
+}
+END_TEST
+
+START_TEST(test_patch_merge_seed_002_fields)
+{
+	struct source_input in;
+
+	patched("{\"slug\":\"crm\",\"allowed_object_types\":[\"person\"],"
+	        "\"default_entity_table\":\"people\"}",
+	    "{\"default_entity_table\":\"influencer\"}", &in);
+	ck_assert_uint_eq(in.given, SOURCE_F_ENTITY_TABLE);
+	ck_assert_int_eq(in.nobject_types, 1);
+	ck_assert_str_eq(in.object_types[0], "person");
+	ck_assert_str_eq(in.entity_table, "influencer");
+	source_input_clear(&in);
+	patched("{\"slug\":\"crm\",\"allowed_object_types\":[\"person\"],"
+	        "\"default_entity_table\":\"people\"}",
+	    "{\"allowed_object_types\":null}", &in);
+	ck_assert_ptr_null(in.object_types);
+	ck_assert_str_eq(in.entity_table, "people");
+	source_input_clear(&in);
 }
 END_TEST
 
@@ -888,6 +932,7 @@ source_input_suite(void)
 	tcase_add_test(tc, test_patch_gives_only_what_it_names);
 	tcase_add_test(tc, test_patch_merge);
 	tcase_add_test(tc, test_patch_merge_secrets_and_slug);
+	tcase_add_test(tc, test_patch_merge_seed_002_fields);
 	tcase_add_test(tc, test_finish_generates_secrets);
 	tcase_add_test(tc, test_finish_discord_needs_public_key);
 	tcase_add_test(tc, test_finish_makes_no_secret_for_other_edits);
