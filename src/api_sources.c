@@ -34,77 +34,22 @@
  * One source row as every statement here returns it (enum col). Secrets come sealed with
  * their timestamps normalized and a "live" flag; xmin guards read-modify-write.
  */
-#define SOURCE_COLS                                                                                          \
-	"s.id, s.slug, s.name, s.description, s.verifier::text,"                                             \
-	" (SELECT coalesce(json_agg(json_build_object('id', x->>'id', 'sealed', x->>'sealed',"               \
-	"   'created_at', " ISO(                                                                             \
-	    "(x->>'created_at')::timestamptz") ","                                                           \
-	                                       "   'expires_at', " ISO(                                      \
-	                                           "(x->>'expires_at')::timestamptz") ","                    \
-	                                                                              "   "                  \
-	                                                                              "'live', "             \
-	                                                                              "x->>'"                \
-	                                                                              "expires_"             \
-	                                                                              "at' IS "              \
-	                                                                              "NULL OR "             \
-	                                                                              "(x->>'"               \
-	                                                                              "expires_"             \
-	                                                                              "at')::"               \
-	                                                                              "timestampt"           \
-	                                                                              "z > now())"           \
-	                                                                              "   ORDER "            \
-	                                                                              "BY o), "              \
-	                                                                              "'[]')"                \
-	                                                                              "   FROM "             \
-	                                                                              "jsonb_"               \
-	                                                                              "array_"               \
-	                                                                              "elements("            \
-	                                                                              "s.secrets)"           \
-	                                                                              " WITH "               \
-	                                                                              "ORDINALITY"           \
-	                                                                              " AS e(x, "            \
-	                                                                              "o))::text,"           \
-	                                                                              " s."                  \
-	                                                                              "timestamp_"           \
-	                                                                              "tolerance,"           \
-	                                                                              " array_to_"           \
-	                                                                              "json(s."              \
-	                                                                              "allowed_"             \
-	                                                                              "event_"               \
-	                                                                              "types)::"             \
-	                                                                              "text, "               \
-	                                                                              "s.max_"               \
-	                                                                              "body,"                \
-	                                                                              " s.rate_"             \
-	                                                                              "limit_per_"           \
-	                                                                              "sec, "                \
-	                                                                              "s.rate_"              \
-	                                                                              "limit_"               \
-	                                                                              "burst, "              \
-	                                                                              "array_to_"            \
-	                                                                              "json(s.ip_"           \
-	                                                                              "allowlist:"           \
-	                                                                              ":text[])::"           \
-	                                                                              "text,"                \
-	                                                                              " s.dedupe_"           \
-	                                                                              "key, "                \
-	                                                                              "s.event_"             \
-	                                                                              "type_key, "           \
-	                                                                              "s.handler:"           \
-	                                                                              ":text, "              \
-	                                                                              "s.review_"            \
-	                                                                              "required, "           \
-	                                                                              "s.active,"            \
-	                                                                              " " ISO("s."           \
-	                                                                                      "cr"           \
-	                                                                                      "ea"           \
-	                                                                                      "te"           \
-	                                                                                      "d_"           \
-	                                                                                      "a"            \
-	                                                                                      "t") ", " ISO( \
-	                                                                                  "s."               \
-	                                                                                  "update"           \
-	                                                                                  "d_at") ", s.xmin::text"
+/* clang-format off */
+#define SOURCE_SECRETS_COL \
+	"(SELECT coalesce(json_agg(json_build_object('id', x->>'id', 'sealed', x->>'sealed'," \
+	"   'created_at', " ISO("(x->>'created_at')::timestamptz") "," \
+	"   'expires_at', " ISO("(x->>'expires_at')::timestamptz") "," \
+	"   'live', x->>'expires_at' IS NULL OR (x->>'expires_at')::timestamptz > now())" \
+	"   ORDER BY o), '[]')" \
+	"   FROM jsonb_array_elements(s.secrets) WITH ORDINALITY AS e(x, o))::text"
+#define SOURCE_COLS \
+	"s.id, s.slug, s.name, s.description, s.verifier::text, " SOURCE_SECRETS_COL "," \
+	" s.timestamp_tolerance, array_to_json(s.allowed_event_types)::text, s.max_body," \
+	" s.rate_limit_per_sec, s.rate_limit_burst, array_to_json(s.ip_allowlist::text[])::text," \
+	" s.dedupe_key, s.event_type_key, s.handler::text, s.review_required, s.active," \
+	" " ISO("s.created_at") ", " ISO("s.updated_at") ", s.xmin::text," \
+	" array_to_json(s.allowed_object_types)::text, s.default_entity_table"
+/* clang-format on */
 
 enum col {
 	COL_ID,
@@ -127,6 +72,8 @@ enum col {
 	COL_CREATED,
 	COL_UPDATED,
 	COL_XMIN,
+	COL_OBJECT_TYPES,
+	COL_ENTITY_TABLE,
 };
 
 /* The source named by $1 (its id or its slug) with $2 = $1 when $1 is a uuid, else NULL. */
@@ -147,30 +94,30 @@ static const char list_sql[] =
 
 static const char load_sql[] = "SELECT " SOURCE_COLS " FROM hookd.sources s WHERE " MATCH;
 
-static const char
-    insert_sql[] =
-        "INSERT INTO hookd.sources AS s (id, slug, name, description, verifier, secrets,"
-        " timestamp_tolerance, allowed_event_types, max_body, rate_limit_per_sec, rate_limit_burst,"
-        " ip_allowlist, dedupe_key, event_type_key, handler, review_required, active)"
-        " VALUES ($1::uuid, $2, $3, $4, $5::jsonb, coalesce($6::jsonb, '[]'), "
-        "$7::integer, " TEXT_ARRAY("$8") ", $9::integer, $10::double precision, "
-                                         "$11::integer, " CIDR_ARRAY(
-                                             "$12") ", $13, $14, $15::jsonb, $16::boolean, "
-                                                    "$17::boolean)"
-                                                    " RETURNING " SOURCE_COLS;
+/* clang-format off */
+static const char insert_sql[] =
+    "INSERT INTO hookd.sources AS s (id, slug, name, description, verifier, secrets,"
+    " timestamp_tolerance, allowed_event_types, max_body, rate_limit_per_sec, rate_limit_burst,"
+    " ip_allowlist, dedupe_key, event_type_key, handler, review_required, active,"
+    " allowed_object_types, default_entity_table)"
+    " VALUES ($1::uuid, $2, $3, $4, $5::jsonb, coalesce($6::jsonb, '[]'), $7::integer, "
+    TEXT_ARRAY("$8") ", $9::integer, $10::double precision, $11::integer, "
+    CIDR_ARRAY("$12") ", $13, $14, $15::jsonb, $16::boolean, $17::boolean, "
+    TEXT_ARRAY("$18") ", $19)"
+    " RETURNING " SOURCE_COLS;
 
 static const char update_sql[] =
     "UPDATE hookd.sources s SET slug = $3, name = $4, description = $5, verifier = $6::jsonb,"
     " secrets = coalesce($7::jsonb, s.secrets), timestamp_tolerance = $8::integer,"
-    " allowed_event_types = " TEXT_ARRAY(
-        "$9") ", max_body = $10::integer,"
-              " rate_limit_per_sec = $11::double precision, rate_limit_burst = $12::integer,"
-              " ip_allowlist = " CIDR_ARRAY("$13") ", dedupe_key = $14, event_type_key = $15,"
-                                                   " handler = $16::jsonb, review_required = "
-                                                   "$17::boolean, active = $18::boolean,"
-                                                   " updated_at = now()"
-                                                   " WHERE s.id = $1::uuid AND s.xmin::text = $2"
-                                                   " RETURNING " SOURCE_COLS;
+    " allowed_event_types = " TEXT_ARRAY("$9") ", max_body = $10::integer,"
+    " rate_limit_per_sec = $11::double precision, rate_limit_burst = $12::integer,"
+    " ip_allowlist = " CIDR_ARRAY("$13") ", dedupe_key = $14, event_type_key = $15,"
+    " handler = $16::jsonb, review_required = $17::boolean, active = $18::boolean,"
+    " allowed_object_types = " TEXT_ARRAY("$19") ", default_entity_table = $20,"
+    " updated_at = now()"
+    " WHERE s.id = $1::uuid AND s.xmin::text = $2"
+    " RETURNING " SOURCE_COLS;
+/* clang-format on */
 
 static const char update_secrets_sql[] =
     "UPDATE hookd.sources s SET secrets = $3::jsonb, updated_at = now()"
@@ -421,6 +368,8 @@ source_json(struct app *app, const PGresult *res, int row)
 	json_set_obj(o, "handler", parse_col(res, row, COL_HANDLER));
 	json_set_bool(o, "review_required", strcmp(db_value(res, row, COL_REVIEW), "t") == 0);
 	json_set_bool(o, "active", strcmp(db_value(res, row, COL_ACTIVE), "t") == 0);
+	json_set_obj(o, "allowed_object_types", parse_col(res, row, COL_OBJECT_TYPES));
+	json_set_str(o, "default_entity_table", db_value(res, row, COL_ENTITY_TABLE));
 	json_set_str(o, "created_at", db_value(res, row, COL_CREATED));
 	json_set_str(o, "updated_at", db_value(res, row, COL_UPDATED));
 	free(url);
@@ -448,7 +397,7 @@ strings_json(char **v, int n)
 
 /* Texts the parameters point into; they must outlive db_group_send (which copies). */
 struct field_texts {
-	char *verifier, *secrets, *allowed, *allow, *handler;
+	char *verifier, *secrets, *allowed, *allow, *handler, *object_types;
 	char rate[32];
 };
 
@@ -460,6 +409,7 @@ field_texts_free(struct field_texts *t)
 	free(t->allowed);
 	free(t->allow);
 	free(t->handler);
+	free(t->object_types);
 }
 
 /*
@@ -476,6 +426,7 @@ push_fields(
 	t->allowed = strings_json(in->allowed_types, in->nallowed);
 	t->allow = strings_json(in->ip_allowlist, in->nallow);
 	t->handler = json_compact(in->handler, NULL);
+	t->object_types = strings_json(in->object_types, in->nobject_types);
 	db_param_text(p, in->slug);
 	db_param_text(p, in->name);
 	db_param_text(p, in->description);
@@ -501,6 +452,8 @@ push_fields(
 	db_param_text(p, t->handler);
 	db_param_bool(p, in->review_required);
 	db_param_bool(p, in->active);
+	db_param_text(p, t->object_types);
+	db_param_text(p, in->entity_table);
 }
 
 /* $1 the key as given, $2 the same when it is a uuid (MATCH). */

@@ -17,6 +17,7 @@
 #include "hookd/compat.h"
 #include "hookd/db.h"
 #include "hookd/http_server.h"
+#include "hookd/ingest_util.h"
 #include "hookd/json.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
@@ -330,20 +331,7 @@ compat_verify(const struct verifier *v, struct http_req *r, const unsigned char 
 int
 compat_is_json(const char *ct)
 {
-	const char *semi;
-	size_t n;
-
-	if (ct == NULL)
-		return 0;
-	while (*ct == ' ')
-		ct++;
-	semi = strchr(ct, ';');
-	n = semi ? (size_t)(semi - ct) : strlen(ct);
-	while (n > 0 && ct[n - 1] == ' ')
-		n--;
-	return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-	       (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
-	           strncasecmp(ct + n - 5, "+json", 5) == 0);
+	return ingest_media_is_json(ct);
 }
 
 char *

@@ -200,6 +200,16 @@ reply_422(struct http_req *r, struct json_object *detail)
 	http_reply_json(r, 422, o);
 }
 
+/* FastAPI's 415 shape. */
+static void
+reply_415(struct http_req *r)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_set_str(o, "detail", "Content-Type must be application/json");
+	http_reply_json(r, 415, o);
+}
+
 /* The body as JSON, or a 422 answered (bad JSON) and NULL. */
 static struct json_object *
 parse_or_422(struct http_req *r, const unsigned char *raw, size_t raw_len)
@@ -307,31 +317,37 @@ memory_receive_cb(struct http_req *r, struct source *s, void *arg)
 	char msg[128], *headers = NULL, *external_id = NULL;
 	size_t raw_len;
 	enum verify_result vr;
-	int checked, retry_after;
+	enum ingest_gate gate;
+	int checked;
 
 	if (s == NULL) {
 		memory_unavailable(r, "The webhook receiver is not ready; retry shortly");
 		return;
 	}
-	if (!s->active) {
-		compat_count(RECEIVER, "inactive");
+	raw = http_req_body(r, &raw_len);
+	/* The source's checks, as /in/{slug} applies them; the media type comes later. */
+	gate = ingest_gate(mem.app->ingest, r, s, 1);
+	if (gate != INGEST_GATE_PASS)
+		compat_count(RECEIVER, ingest_gate_name(gate));
+	switch (gate) {
+	case INGEST_GATE_PASS: break;
+	case INGEST_GATE_INACTIVE:
 		snprintf(msg, sizeof(msg), "The %s webhook source is not active", rt->label);
 		reply_error(r, 410, "source_inactive", msg);
 		goto out;
-	}
-	if (!source_rate_take(s, now_mono_ms(), &retry_after)) {
-		char ra[16];
-
-		compat_count(RECEIVER, "rate_limited");
-		snprintf(ra, sizeof(ra), "%d", retry_after);
-		http_reply_header(r, "Retry-After", ra);
-		reply_error(r, 429, "rate_limited", "Too many webhook requests; retry later");
+	case INGEST_GATE_FORBIDDEN:
+		snprintf(
+		    msg, sizeof(msg), "This client address may not send %s webhooks", rt->label);
+		reply_error(r, 403, "forbidden", msg);
 		goto out;
-	}
-	raw = http_req_body(r, &raw_len);
-	if (s->max_body > 0 && raw_len > (size_t)s->max_body) {
-		compat_count(RECEIVER, "too_large");
+	case INGEST_GATE_TOO_LARGE:
 		reply_error(r, 413, "payload_too_large", "The webhook payload is too large");
+		goto out;
+	case INGEST_GATE_MEDIA: /* not asked for: checked after the signature, below */
+		reply_415(r);
+		goto out;
+	case INGEST_GATE_RATE:
+		reply_error(r, 429, "rate_limited", "Too many webhook requests; retry later");
 		goto out;
 	}
 
@@ -354,11 +370,8 @@ memory_receive_cb(struct http_req *r, struct source *s, void *arg)
 		goto out;
 	}
 	if (!compat_is_json(http_req_header(r, "Content-Type"))) {
-		struct json_object *o = json_object_new_object();
-
 		compat_count(RECEIVER, "unsupported_media_type");
-		json_set_str(o, "detail", "Content-Type must be application/json");
-		http_reply_json(r, 415, o);
+		reply_415(r);
 		goto out;
 	}
 	if ((body = parse_or_422(r, raw, raw_len)) == NULL)
@@ -434,9 +447,7 @@ memory_test(struct http_req *r, void *arg)
 	size_t raw_len;
 
 	if (!compat_is_json(http_req_header(r, "Content-Type"))) {
-		o = json_object_new_object();
-		json_set_str(o, "detail", "Content-Type must be application/json");
-		http_reply_json(r, 415, o);
+		reply_415(r);
 		return;
 	}
 	raw = http_req_body(r, &raw_len);

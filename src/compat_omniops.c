@@ -82,6 +82,12 @@ omni_error(struct http_req *r, int status, const char *error, const char *detail
 }
 
 static void
+omni_unsupported(struct http_req *r)
+{
+	omni_error(r, 415, "Unsupported media type", "Content-Type must be application/json");
+}
+
+static void
 omni_unavailable(struct http_req *r, const char *details)
 {
 	compat_count(RECEIVER, "unavailable");
@@ -235,33 +241,37 @@ omni_receive_cb(struct http_req *r, struct source *s, void *arg)
 	char why[200], *event_type = NULL, *headers = NULL;
 	size_t raw_len;
 	enum verify_result vr;
-	int checked, retry_after;
+	enum ingest_gate gate;
+	int checked;
 
 	if (s == NULL) {
 		omni_unavailable(r, "The webhook receiver is not ready; retry shortly");
 		return;
 	}
-	if (!s->active) {
-		compat_count(RECEIVER, "inactive");
+	raw = http_req_body(r, &raw_len);
+	/* The source's checks, as /in/{slug} applies them; the media type comes later. */
+	gate = ingest_gate(app->ingest, r, s, 1);
+	if (gate != INGEST_GATE_PASS)
+		compat_count(RECEIVER, ingest_gate_name(gate));
+	switch (gate) {
+	case INGEST_GATE_PASS: break;
+	case INGEST_GATE_INACTIVE:
 		omni_error(r, 410, "Webhook endpoint disabled",
 		    "The customer webhook source is not active");
 		goto out;
-	}
-	if (!source_rate_take(s, now_mono_ms(), &retry_after)) {
-		char ra[16];
-
-		compat_count(RECEIVER, "rate_limited");
-		snprintf(ra, sizeof(ra), "%d", retry_after);
-		http_reply_header(r, "Retry-After", ra);
-		omni_error(r, 429, "Too many requests", "Rate limit exceeded; retry later");
+	case INGEST_GATE_FORBIDDEN:
+		omni_error(r, 403, "Forbidden", "This client address may not send webhooks here");
 		goto out;
-	}
-	raw = http_req_body(r, &raw_len);
-	if (s->max_body > 0 && raw_len > (size_t)s->max_body) {
-		compat_count(RECEIVER, "too_large");
+	case INGEST_GATE_TOO_LARGE:
 		snprintf(why, sizeof(why), "The body is %zu bytes; the limit is %lld", raw_len,
 		    (long long)s->max_body);
 		omni_error(r, 413, "Payload too large", why);
+		goto out;
+	case INGEST_GATE_MEDIA: /* not asked for: checked after the signature, below */
+		omni_unsupported(r);
+		goto out;
+	case INGEST_GATE_RATE:
+		omni_error(r, 429, "Too many requests", "Rate limit exceeded; retry later");
 		goto out;
 	}
 
@@ -285,8 +295,7 @@ omni_receive_cb(struct http_req *r, struct source *s, void *arg)
 	}
 	if (!compat_is_json(http_req_header(r, "Content-Type"))) {
 		compat_count(RECEIVER, "unsupported_media_type");
-		omni_error(
-		    r, 415, "Unsupported media type", "Content-Type must be application/json");
+		omni_unsupported(r);
 		goto out;
 	}
 	body = json_parse((const char *)raw, raw_len, why, sizeof(why));

@@ -18,6 +18,7 @@
 #include "hookd/db.h"
 #include "hookd/http_server.h"
 #include "hookd/ingest.h"
+#include "hookd/ingest_util.h"
 #include "hookd/json.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
@@ -27,6 +28,7 @@
 
 #define MAX_SECRETS             16
 #define MAX_STORED_HEADERS      100
+#define MAX_ANSWER_HEADERS      32 /* a sync handler's reply headers */
 #define RETRY_AFTER_UNAVAILABLE "2"
 
 /*
@@ -181,19 +183,30 @@ batch_cb(const struct db_result *r, void *arg)
 	if (r->status == DB_OK) {
 		const PGresult *res = r->res[0];
 		int rows = db_rows(res);
+		const char **want = xmalloc((size_t)b->n * sizeof(*want));
+		const char **got = xmalloc((size_t)(rows > 0 ? rows : 1) * sizeof(*got));
+		unsigned char *stored = xmalloc((size_t)b->n);
 
-		/* RETURNING comes in insertion order, which is the batch's order. */
-		for (int i = 0, row = 0; i < b->n; i++) {
+		/* RETURNING has the stored rows in no promised order: match them as a set. */
+		for (int i = 0; i < b->n; i++)
+			want[i] = b->items[i]->id;
+		for (int row = 0; row < rows; row++)
+			got[row] = db_value(res, row, 0);
+		ingest_match_ids(want, b->n, got, rows, stored);
+		for (int i = 0; i < b->n; i++) {
 			struct pending *p = b->items[i];
 
-			if (row < rows && strcmp(db_value(res, row, 0), p->id) == 0) {
-				row++;
+			if (stored[i]) {
 				kick |= p->has_work;
 				finish(p, INGEST_STORED, p->id, NULL);
 			} else {
+				/* Skipped by ON CONFLICT: its dedupe key is taken. */
 				lookup_duplicate(in, p);
 			}
 		}
+		free(want);
+		free(got);
+		free(stored);
 	} else if (r->status == DB_ERR_SQL && b->n > 1) {
 		/* One event's data may have failed the whole group: send each on its own. */
 		log_warn("ingest: a group of %d events failed (%s); retrying them one by one", b->n,
@@ -523,6 +536,42 @@ client_addr(struct ingest *in, struct http_req *r, struct sockaddr_storage *out)
 	return 0;
 }
 
+enum ingest_gate
+ingest_gate(struct ingest *in, struct http_req *r, struct source *s, int media_ok)
+{
+	struct sockaddr_storage client;
+	size_t raw_len;
+	int retry_after;
+	char ra[16];
+
+	if (!s->active)
+		return INGEST_GATE_INACTIVE;
+	if (s->nallow > 0 && (client_addr(in, r, &client) != 0 ||
+	                         !in_list((struct sockaddr *)&client, s->allow, s->nallow)))
+		return INGEST_GATE_FORBIDDEN;
+	(void)http_req_body(r, &raw_len);
+	if (s->max_body > 0 && raw_len > (size_t)s->max_body)
+		return INGEST_GATE_TOO_LARGE;
+	if (!media_ok)
+		return INGEST_GATE_MEDIA;
+	/* Last: the limit guards what costs (verification and storage), not cheap refusals. */
+	if (!source_rate_take(s, now_mono_ms(), &retry_after)) {
+		snprintf(ra, sizeof(ra), "%d", retry_after);
+		http_reply_header(r, "Retry-After", ra);
+		return INGEST_GATE_RATE;
+	}
+	return INGEST_GATE_PASS;
+}
+
+const char *
+ingest_gate_name(enum ingest_gate g)
+{
+	static const char *const names[] = {
+	    "pass", "inactive", "forbidden", "too_large", "unsupported_media_type", "rate_limited"};
+
+	return names[g];
+}
+
 /* 1 when the object text written so far already has the key "name". */
 static int
 header_seen(const char *json, const char *name)
@@ -556,9 +605,7 @@ body_kind(const char *ct)
 	n = semi ? (size_t)(semi - ct) : strlen(ct);
 	while (n > 0 && ct[n - 1] == ' ')
 		n--;
-	if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-	    (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
-	        strncasecmp(ct + n - 5, "+json", 5) == 0))
+	if (ingest_media_is_json(ct))
 		return BODY_JSON;
 	if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
 		return BODY_FORM;
@@ -646,12 +693,21 @@ event_type_of(const struct source *s, struct http_req *r, struct json_object *bo
 	return NULL;
 }
 
-/* A sync handler's answer: {"status": n, "body": ..., "headers": {...}} or any JSON. */
+/*
+ * A sync handler's answer: {"status": n, "body": ..., "headers": {...}} or any JSON. The
+ * body is sent as compact JSON; its headers pass when ingest_answer_header_refused lets
+ * them (a JSON Content-Type replaces application/json), and the others are dropped with
+ * a warning naming them.
+ */
 static void
 reply_answer(struct http_req *r, struct json_object *answer, const char *id)
 {
 	struct json_object *st, *body, *hdrs;
+	const char *ctype = "application/json";
 	int64_t status;
+	size_t len;
+	char *text;
+	int nsent = 0;
 
 	if (answer == NULL) {
 		struct json_object *o = json_object_new_object();
@@ -661,25 +717,41 @@ reply_answer(struct http_req *r, struct json_object *answer, const char *id)
 		http_reply_json(r, 200, o);
 		return;
 	}
-	if (json_object_is_type(answer, json_type_object) &&
-	    json_object_object_get_ex(answer, "status", &st) &&
-	    json_object_is_type(st, json_type_int) && (status = json_object_get_int64(st)) >= 200 &&
-	    status <= 599) {
-		if ((hdrs = json_get_obj(answer, "headers")) != NULL) {
-			json_object_object_foreach(hdrs, k, v)
-			{
-				if (json_object_is_type(v, json_type_string) &&
-				    strchr(k, '\n') == NULL &&
-				    strchr(json_object_get_string(v), '\n') == NULL)
-					http_reply_header(r, k, json_object_get_string(v));
-			}
-		}
-		if (!json_object_object_get_ex(answer, "body", &body))
-			body = NULL;
-		http_reply_json(r, (int)status, json_object_get(body));
+	if (!json_object_is_type(answer, json_type_object) ||
+	    !json_object_object_get_ex(answer, "status", &st) ||
+	    !json_object_is_type(st, json_type_int) || (status = json_object_get_int64(st)) < 200 ||
+	    status > 599) {
+		http_reply_json(r, 200, json_object_get(answer));
 		return;
 	}
-	http_reply_json(r, 200, json_object_get(answer));
+	if ((hdrs = json_get_obj(answer, "headers")) != NULL) {
+		json_object_object_foreach(hdrs, k, v)
+		{
+			const char *why = "the value is not a string";
+
+			if (json_object_is_type(v, json_type_string))
+				why = ingest_answer_header_refused(k, json_object_get_string(v),
+				    (size_t)json_object_get_string_len(v));
+			if (why == NULL && nsent == MAX_ANSWER_HEADERS)
+				why = "too many headers";
+			if (why != NULL) {
+				log_msg(LOG_LEVEL_WARN, http_req_id(r),
+				    "ingest: event %s: handler header \"%.64s\" dropped: %s", id, k,
+				    why);
+				continue;
+			}
+			nsent++;
+			if (strcasecmp(k, "Content-Type") == 0)
+				ctype = json_object_get_string(v);
+			else
+				http_reply_header(r, k, json_object_get_string(v));
+		}
+	}
+	if (!json_object_object_get_ex(answer, "body", &body))
+		body = NULL;
+	text = json_compact(body, &len);
+	http_reply_raw(r, (int)status, ctype, text, len);
+	free(text);
 }
 
 static void
@@ -725,7 +797,6 @@ in_receive(struct http_req *r, void *arg)
 	struct ingest *in = app->ingest;
 	const char *slug = http_req_param(r, "slug");
 	struct source *s = NULL;
-	struct sockaddr_storage client;
 	struct verify_input vi = {0};
 	const char *secrets[MAX_SECRETS];
 	struct json_object *body = NULL;
@@ -737,7 +808,8 @@ in_receive(struct http_req *r, void *arg)
 	size_t raw_len;
 	enum body_kind kind;
 	enum verify_result vr;
-	int nsecrets, retry_after;
+	enum ingest_gate gate;
+	int nsecrets;
 
 	if (!sources_loaded(app->sources)) {
 		unavailable(r, "sources are not loaded yet");
@@ -749,41 +821,30 @@ in_receive(struct http_req *r, void *arg)
 		http_reply_error(r, 404, "not_found", "no source \"%s\"", slug);
 		return;
 	}
-	if (!s->active) {
-		count(s, "inactive");
+	raw = http_req_body(r, &raw_len);
+	kind = body_kind(http_req_header(r, "Content-Type"));
+	gate = ingest_gate(in, r, s, kind != BODY_OTHER);
+	if (gate != INGEST_GATE_PASS)
+		count(s, ingest_gate_name(gate));
+	switch (gate) {
+	case INGEST_GATE_PASS: break;
+	case INGEST_GATE_INACTIVE:
 		http_reply_error(r, 410, "source_inactive", "source \"%s\" is not active", slug);
 		goto out;
-	}
-	if (s->nallow > 0 && (client_addr(in, r, &client) != 0 ||
-	                         !in_list((struct sockaddr *)&client, s->allow, s->nallow))) {
-		count(s, "forbidden");
+	case INGEST_GATE_FORBIDDEN:
 		http_reply_error(
 		    r, 403, "forbidden", "this client address may not send to \"%s\"", slug);
 		goto out;
-	}
-	raw = http_req_body(r, &raw_len);
-	if (s->max_body > 0 && raw_len > (size_t)s->max_body) {
-		count(s, "too_large");
+	case INGEST_GATE_TOO_LARGE:
 		http_reply_error(r, 413, "payload_too_large",
 		    "request body is %zu bytes; source \"%s\" takes at most %lld", raw_len, slug,
 		    (long long)s->max_body);
 		goto out;
-	}
-	kind = body_kind(http_req_header(r, "Content-Type"));
-	if (kind == BODY_OTHER) {
-		count(s, "unsupported_media_type");
+	case INGEST_GATE_MEDIA:
 		http_reply_error(r, 415, "unsupported_media_type",
 		    "send application/json (or application/x-www-form-urlencoded)");
 		goto out;
-	}
-
-	/* Cheap refusals above; the limit guards what costs: verification and storage. */
-	if (!source_rate_take(s, now_mono_ms(), &retry_after)) {
-		char ra[16];
-
-		count(s, "rate_limited");
-		snprintf(ra, sizeof(ra), "%d", retry_after);
-		http_reply_header(r, "Retry-After", ra);
+	case INGEST_GATE_RATE:
 		http_reply_error(r, 429, "rate_limited",
 		    "source \"%s\" takes at most %g requests/s", slug, s->rate_per_sec);
 		goto out;

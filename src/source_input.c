@@ -23,6 +23,9 @@
 #define LIST_MAX            1000
 #define EVENT_TYPE_MAX_LEN  256
 #define KEY_SPEC_MAX_LEN    512
+#define OBJECT_TYPES_MAX    100
+#define OBJECT_TYPE_MAX_LEN 64
+#define ENTITY_TABLE_MAX    63 /* a Postgres identifier */
 #define RATE_MAX            1e6
 #define SECRET_RANDOM_BYTES 32
 
@@ -125,6 +128,8 @@ source_input_clear(struct source_input *in)
 	free(in->event_type_key);
 	json_object_put(in->handler);
 	free(in->handler_function);
+	free_strings(in->object_types, in->nobject_types);
+	free(in->entity_table);
 	memset(in, 0, sizeof(*in));
 }
 
@@ -561,6 +566,79 @@ parse_active(struct source_input *in, struct json_object *v, const struct parse_
 	return parse_bool("active", v, 1, &in->active, err);
 }
 
+/* Seed 002: the object types an endpoint takes ("person", "influencer", ...), or null. */
+static int
+parse_object_types(struct source_input *in, struct json_object *v, const struct parse_ctx *ctx,
+    struct source_input_error *err)
+{
+	static const char field[] = "allowed_object_types";
+	int n;
+
+	free_strings(in->object_types, in->nobject_types);
+	in->object_types = NULL;
+	in->nobject_types = 0;
+	if (is_null(v))
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return fail_field(
+		    err, field, "allowed_object_types must be an array of object types, or null");
+	n = (int)json_object_array_length(v);
+	if (n == 0)
+		return fail_field(
+		    err, field, "allowed_object_types must not be empty; null sets none");
+	if (n > OBJECT_TYPES_MAX)
+		return fail_field(err, field, "at most %d object types", OBJECT_TYPES_MAX);
+	for (int i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+		const char *t =
+		    json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
+
+		if (t == NULL || *t == '\0' || strlen(t) > OBJECT_TYPE_MAX_LEN || !printable(t))
+			return fail_field(err, field,
+			    "allowed_object_types[%d] must be a non-empty string of at most %d "
+			    "bytes without control characters",
+			    i, OBJECT_TYPE_MAX_LEN);
+		for (int j = 0; j < i; j++) {
+			if (strcmp(t, json_object_get_string(json_object_array_get_idx(v, j))) == 0)
+				return fail_field(
+				    err, field, "allowed_object_types[%d] repeats \"%s\"", i, t);
+		}
+	}
+	in->object_types = xcalloc((size_t)n + 1, sizeof(char *));
+	for (int i = 0; i < n; i++)
+		in->object_types[i] =
+		    xstrdup(json_object_get_string(json_object_array_get_idx(v, i)));
+	in->nobject_types = n;
+	return 0;
+}
+
+/* Seed 002: the entity table events default to, a lower-case SQL identifier, or null. */
+static int
+parse_entity_table(struct source_input *in, struct json_object *v, const struct parse_ctx *ctx,
+    struct source_input_error *err)
+{
+	const char *t;
+	size_t n;
+
+	free(in->entity_table);
+	in->entity_table = NULL;
+	if (is_null(v))
+		return 0;
+	t = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+	n = strlen(t);
+	for (size_t i = 0; i < n; i++) {
+		char c = t[i];
+
+		if (!((c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9')))
+			n = 0;
+	}
+	if (n == 0 || n > ENTITY_TABLE_MAX)
+		return fail_field(err, "default_entity_table",
+		    "default_entity_table must be a table name (^[a-z_][a-z0-9_]{0,62}$) or null");
+	in->entity_table = xstrdup(t);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	unsigned bit;
@@ -582,6 +660,8 @@ static const struct {
     {"handler", SOURCE_F_HANDLER, parse_handler},
     {"review_required", SOURCE_F_REVIEW, parse_review},
     {"active", SOURCE_F_ACTIVE, parse_active},
+    {"allowed_object_types", SOURCE_F_OBJECT_TYPES, parse_object_types},
+    {"default_entity_table", SOURCE_F_ENTITY_TABLE, parse_entity_table},
 };
 
 /* Fields the API shows but nobody writes. */
@@ -696,6 +776,12 @@ source_input_merge(struct source_input *base, struct source_input *patch)
 		TAKE(review_required);
 	if (g & SOURCE_F_ACTIVE)
 		TAKE(active);
+	if (g & SOURCE_F_OBJECT_TYPES) {
+		TAKE(object_types);
+		TAKE(nobject_types);
+	}
+	if (g & SOURCE_F_ENTITY_TABLE)
+		TAKE(entity_table);
 	base->given |= g;
 }
 
@@ -846,7 +932,12 @@ source_input_finish(struct source_input *in, int existing_live, struct source_in
 		}
 	}
 	have = (in->given & SOURCE_F_SECRETS) ? in->nsecrets : existing_live;
-	if (!requires || have > 0)
+	/*
+	 * Only a request that sets the verifier or the secrets gets a secret made for it. An
+	 * edit of anything else (a rate limit on a seed's source, whose signature checks
+	 * follow the environment while it has no secret) leaves verification as it was.
+	 */
+	if (!requires || have > 0 || !(in->given & (SOURCE_F_VERIFIER | SOURCE_F_SECRETS)))
 		return 0;
 	if (enc == SOURCE_KEYENC_ED25519)
 		return fail_field(err, field,

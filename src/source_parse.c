@@ -158,13 +158,20 @@ source_key_value(const struct source_key *k, const char *(*header)(void *, const
     struct json_object *body)
 {
 	const char *h;
+	char *v;
 
 	switch (k->kind) {
 	case SOURCE_KEY_HEADER:
 		h = header(ctx, k->arg);
 		return h != NULL && *h != '\0' ? xstrdup(h) : NULL;
 	case SOURCE_KEY_JSON:
-		return body != NULL ? json_scalar_text(json_path(body, k->arg)) : NULL;
+		v = body != NULL ? json_scalar_text(json_path(body, k->arg)) : NULL;
+		/* "" is no key, as an empty header is: it must not make every event one. */
+		if (v != NULL && *v == '\0') {
+			free(v);
+			v = NULL;
+		}
+		return v;
 	case SOURCE_KEY_NONE: break;
 	}
 	return NULL;

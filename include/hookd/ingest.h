@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "hookd/util.h"
+
 struct app;
 struct json_object;
 struct source;
@@ -52,6 +54,30 @@ void ingest_store(struct ingest *in, const struct ingest_event *ev, ingest_cb cb
 void ingest_on_work(struct ingest *in, void (*cb)(void *arg), void *arg);
 /* Events queued or in flight (drain). */
 int ingest_busy(const struct ingest *in);
+
+struct http_req;
+
+/* What ingest_gate decided about a request, before anything verifies or parses it. */
+enum ingest_gate {
+	INGEST_GATE_PASS,      /* go on: verify, parse, store */
+	INGEST_GATE_INACTIVE,  /* the source is not active: 410 */
+	INGEST_GATE_FORBIDDEN, /* the client address is not in the source's ip_allowlist: 403 */
+	INGEST_GATE_TOO_LARGE, /* the body is over the source's max_body: 413 */
+	INGEST_GATE_MEDIA,     /* the receiver refused the Content-Type (media_ok 0): 415 */
+	INGEST_GATE_RATE,      /* the source's rate limit: 429, Retry-After already set */
+};
+
+/*
+ * The source checks every receiver applies, in this order: active, the IP allowlist
+ * (the client address, found behind trusted_proxies), max_body, the receiver's own
+ * verdict on the media type (media_ok; pass 1 to check it later), and the rate limit
+ * last, so that a cheap refusal costs no token. Each receiver answers a refusal in its
+ * own error shape; for INGEST_GATE_RATE the Retry-After header is already set.
+ */
+enum ingest_gate ingest_gate(
+    struct ingest *in, struct http_req *r, struct source *s, int media_ok) WUR;
+/* A refusal as a metrics outcome: "inactive", "forbidden", "too_large", ... */
+const char *ingest_gate_name(enum ingest_gate g);
 
 /* POST /in/{slug} and seed 002's POST /functions/v1/webhook-ingest/{slug}. */
 void ingest_register(struct app *app);

@@ -27,8 +27,10 @@ enum source_field {
 	SOURCE_F_HANDLER = 1u << 12,        /* handler */
 	SOURCE_F_REVIEW = 1u << 13,         /* review_required */
 	SOURCE_F_ACTIVE = 1u << 14,         /* active */
+	SOURCE_F_OBJECT_TYPES = 1u << 15,   /* allowed_object_types (seed 002) */
+	SOURCE_F_ENTITY_TABLE = 1u << 16,   /* default_entity_table (seed 002) */
 };
-#define SOURCE_F_ALL ((1u << 15) - 1)
+#define SOURCE_F_ALL ((1u << 17) - 1)
 
 enum source_input_mode {
 	SOURCE_INPUT_CREATE,  /* POST: slug required; every other field may default */
@@ -70,6 +72,9 @@ struct source_input {
 	char *handler_function;      /* sql and sql_sync handlers: the function to look up */
 	int review_required;
 	int active;
+	char **object_types; /* seed 002's allowed_object_types; NULL: not set */
+	int nobject_types;
+	char *entity_table; /* seed 002's default_entity_table; NULL: none */
 };
 
 /* What is wrong with an input: the field ("rate_limit.burst"; "" for the body) and why. */
@@ -92,10 +97,11 @@ void source_input_merge(struct source_input *base, struct source_input *patch);
 
 /*
  * The final checks once the fields are complete: given secrets must suit the verifier's
- * key encoding (Discord: a 32-byte hex public key; whsec: base64). When the verifier needs
- * a secret and none is given and existing_live (secrets already stored and unexpired)
- * is 0, one is generated, except where it must come from the provider (an Ed25519 public
- * key): then -1. Returns 0 or -1 with err filled.
+ * key encoding (Discord: a 32-byte hex public key; whsec: base64). When the input sets
+ * the verifier or the secrets (given), the verifier needs a secret, and none is given and
+ * existing_live (secrets already stored and unexpired) is 0, one is generated, except
+ * where it must come from the provider (an Ed25519 public key): then -1. An input that
+ * sets neither never gets a secret made. Returns 0 or -1 with err filled.
  */
 int source_input_finish(
     struct source_input *in, int existing_live, struct source_input_error *err) WUR;

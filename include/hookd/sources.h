@@ -107,7 +107,11 @@ void source_handler_clear(struct source_handler *h);
 /* "header:Name" or "json:$.path" (NULL or "" gives SOURCE_KEY_NONE). */
 int source_key_parse(const char *spec, struct source_key *k, char *err, size_t errlen);
 void source_key_clear(struct source_key *k);
-/* The value of a key for one request: a header, or a scalar at a JSON path (malloc'd). */
+/*
+ * The value of a key for one request (malloc'd): a header's value, or the scalar at a JSON
+ * path as text (numbers as JSON writes them, booleans as true/false). NULL when the header
+ * is missing or empty, or the path is missing, null, an object, an array or "".
+ */
 char *source_key_value(const struct source_key *k,
     const char *(*header)(void *ctx, const char *name), void *ctx, struct json_object *body);
 

@@ -251,11 +251,16 @@ def test_kill_9_during_a_handler_then_another_process_finishes(pg, hookd_factory
     sid = make_source(h, "slow", {"type": "sql", "function": "public.slow_once"})
     eid = add_event(h, sid)
 
-    def running():
-        return h.sql("SELECT pid FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
-                     " AND query LIKE '%%process_event%%' AND pid <> pg_backend_pid()", h.db)
+    # Wait until the first call has taken its number and sleeps. process_event is active
+    # from its first statement on: killing it before the nextval would hand the hanging
+    # first call to the second process (a race that showed up on a loaded machine).
+    def sleeping():
+        return h.sql("SELECT a.pid FROM pg_stat_activity a, public.slow_calls c"
+                     " WHERE a.datname = %s AND a.state = 'active' AND a.wait_event = 'PgSleep'"
+                     " AND a.query LIKE '%%process_event%%' AND a.pid <> pg_backend_pid()"
+                     " AND c.is_called", h.db)
 
-    pids = hh.wait_until(running, 10 * hh.SLOW, message="handler running")
+    pids = hh.wait_until(sleeping, 10 * hh.SLOW, message="handler sleeping")
     ev = event(h, eid)
     assert ev["status"] == "processing" and ev["leased_by"] is not None
     h.kill9()

@@ -154,6 +154,36 @@ def test_scrape_job_queued(h):
     assert h.sql("SELECT count(*) FROM omniops.job_queue WHERE job_id = %s", JOB_ID) == [(1,)]
 
 
+@pytest.mark.parametrize("event", ["scrape_job_updated", "scrape_job_completed",
+                                   "scrape_job_failed"])
+def test_other_scrape_job_events(h, event):
+    """The seed's other notification events take its one processing flow (its
+    processScrapeJobWebhook does not look at the event name): a pending job is queued and
+    its queue id returned; a job that is not pending is 404."""
+    body = json.loads(SCRAPE_JOB_BODY)
+    body["event"] = event
+    reset_job(h)
+    r = h.post(ROUTE, json=body, headers=SCRAPE_JOB_HEADERS)
+    assert r.status == 200, r.body
+    assert sorted(r.body) == ["job_id", "message", "queue_id", "success"]
+    assert (r.body["success"], r.body["message"], r.body["job_id"]) == (
+        True, "Job queued for processing", JOB_ID)
+    assert re.fullmatch(r"queue_\d{10}_[0-9a-z]{9}", r.body["queue_id"])
+    assert h.sql("SELECT queue_id FROM omniops.job_queue WHERE job_id = %s", JOB_ID) == [
+        (r.body["queue_id"],)]
+    etype, status, payload, result = events(h)[-1]
+    assert (etype, status, payload["event"]) == (event, "processed", event)
+    assert result == {"status": 200, "body": r.body}
+
+    # The job moved on (say it completed): the same notification is refused, nothing queued.
+    reset_job(h, status="completed")
+    r = h.post(ROUTE, json=body, headers=SCRAPE_JOB_HEADERS)
+    assert r.status == 404
+    assert r.body == {"error": "Job not found or not pending", "job_id": JOB_ID}
+    assert h.sql("SELECT count(*) FROM omniops.job_queue WHERE job_id = %s", JOB_ID) == [(0,)]
+    assert events(h)[-1][:2] == (event, "processed")
+
+
 def test_database_change_creates_the_initial_job_once(h):
     h.sql("DELETE FROM omniops.scrape_jobs WHERE idempotency_key = %s",
           f"customer_config:{CONFIG_ID}")
@@ -200,6 +230,29 @@ def test_database_change_max_pages_and_update(h):
     assert r.status == 200
     assert r.body == {"message": "Customer config webhook processed"}
     assert events(h)[-1][0] == "customer_config_update"
+
+
+def test_customer_config_update_changes_only_the_copy(h):
+    """The seed's prose says an UPDATE "detects domain changes, updates existing jobs,
+    triggers re-scraping"; its handleCustomerConfigChange does none of it and answers only
+    the message. hookd follows the code (docs/seed-000 says so): the answer is the message,
+    the handler's copy of the config follows, no job is made or changed."""
+    rec = {"id": "cfg-update", "customer_id": "customer-7", "domain": "before.example"}
+    r = h.post(ROUTE, json={"type": "INSERT", "table": "customer_configs", "record": rec})
+    assert r.status == 200 and r.body["actions"] == ["Created initial scrape job"]
+    jobs_before = h.sql("SELECT id, domain, status, updated_at FROM omniops.scrape_jobs"
+                        " ORDER BY id")
+    r = h.post(ROUTE, json={"type": "UPDATE", "table": "customer_configs",
+                            "record": dict(rec, domain="after.example",
+                                           settings={"max_pages": 500}),
+                            "old_record": rec, "schema": "public"})
+    assert r.status == 200, r.body
+    assert r.body == {"message": "Customer config webhook processed"}
+    assert h.sql("SELECT domain, settings FROM omniops.customer_configs WHERE id = %s",
+                 rec["id"]) == [("after.example", {"max_pages": 500})]
+    assert h.sql("SELECT id, domain, status, updated_at FROM omniops.scrape_jobs"
+                 " ORDER BY id") == jobs_before
+    assert events(h)[-1][:2] == ("customer_config_update", "processed")
 
 
 def test_domain_change(h):
@@ -303,6 +356,39 @@ def test_missing_handler_function(pg, hookd_factory):
     h2.wait_for_log(lambda l: "omniops.sql loaded" in l.get("msg", ""))
 
 
+def test_queue_failure_is_the_seeds_500(pg, hookd_factory):
+    """The queue insert fails (here a trigger standing in for an unavailable queue): the
+    seed's 500 "Failed to queue job", nothing queued, the job still pending, the event kept
+    with that answer and counted as a queue_system_error; once the queue works the same
+    notification is queued."""
+    db = fresh_db(pg)
+    h2 = hookd_factory(db=db)
+    h2.sql("INSERT INTO omniops.scrape_jobs (id, domain, job_type, status, priority)"
+           " VALUES (%s, 'example.com', 'domain_scrape', 'pending', 7)", JOB_ID)
+    h2.sql("""CREATE FUNCTION public.queue_down() RETURNS trigger LANGUAGE plpgsql AS
+              $$ BEGIN RAISE EXCEPTION 'queue system unavailable'; END $$;
+              CREATE TRIGGER queue_down BEFORE INSERT ON omniops.job_queue
+              FOR EACH ROW EXECUTE FUNCTION public.queue_down()""")
+    r = h2.post(ROUTE, body=SCRAPE_JOB_BODY, headers=SCRAPE_JOB_HEADERS)
+    assert r.status == 500
+    assert r.body == {"error": "Failed to queue job", "job_id": JOB_ID,
+                      "details": "Queue system temporarily unavailable"}
+    assert h2.sql("SELECT count(*) FROM omniops.job_queue") == [(0,)]
+    assert h2.sql("SELECT status FROM omniops.scrape_jobs WHERE id = %s", JOB_ID) == [
+        ("pending",)]
+    etype, status, _, result = events(h2)[-1]
+    assert (etype, status) == ("scrape_job_created", "processed")
+    assert result == {"status": 500, "body": r.body}
+    m = h2.get(ROUTE + "/metrics", auth=True).body["webhookMetrics"]
+    assert m["errors"]["queue_system_error"] == 1 and m["failed"] == 1
+
+    h2.sql("DROP TRIGGER queue_down ON omniops.job_queue")
+    r = h2.post(ROUTE, body=SCRAPE_JOB_BODY, headers=SCRAPE_JOB_HEADERS)
+    assert r.status == 200, r.body
+    assert h2.sql("SELECT queue_id FROM omniops.job_queue WHERE job_id = %s", JOB_ID) == [
+        (r.body["queue_id"],)]
+
+
 def test_metrics(pg, hookd_factory):
     db = fresh_db(pg)
     secret = "metrics-secret"
@@ -359,3 +445,77 @@ def test_source_made_again_and_turned_off(pg, hookd_factory):
         message="the route turned off")
     assert r.body == {"error": "Webhook endpoint disabled",
                       "details": "The customer webhook source is not active"}
+
+
+# --- the source's own settings on this route ----------------------------------------------
+
+# A probe that is never stored: 415 (text/plain) until the cache has max_body, then 413.
+BIG_BODY = json.dumps({"event": "scrape_job_created", "pad": "x" * 1500}).encode()
+TEXT = {"Content-Type": "text/plain"}
+
+
+def customer_source(h):
+    return hh.wait_until(lambda: h.sql("SELECT id FROM hookd.sources WHERE slug = 'customer'"),
+                         5 * hh.SLOW, message="the customer source")[0][0]
+
+
+def patch_customer(h, fields, ready):
+    """PATCH the customer source, then wait until this hookd's cache has the change."""
+    customer_source(h)
+    r = h.patch("/api/v1/sources/customer", json=fields, auth=True)
+    assert r.status == 200, r.body
+    hh.wait_until(ready, 5 * hh.SLOW, message="the change in hookd's cache")
+    return r.body
+
+
+def test_editing_the_source_turns_no_verification_on(pg, hookd_factory):
+    """A PATCH that names neither the verifier nor secrets makes no secret: with
+    SUPABASE_WEBHOOK_SECRET unset, the seed's unsigned curl examples keep their answers."""
+    h2 = hookd_factory(db=fresh_db(pg))
+    # max_body as well, so that a refused big body shows the cache has the change
+    src = patch_customer(h2, {"rate_limit": {"per_second": 1000, "burst": 1000},
+                              "max_body": 1000},
+                         lambda: h2.post(ROUTE, body=BIG_BODY, headers=TEXT).status == 413)
+    assert "secret" not in src and src["secrets"] == []
+    assert src["rate_limit"] == {"per_second": 1000, "burst": 1000}
+    assert src["verifier"] == {"scheme": "supabase"}
+    assert h2.sql("SELECT secrets FROM hookd.sources WHERE slug = 'customer'") == [([],)]
+
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 200, r.body
+    assert r.body == {"message": "Customer config webhook processed",
+                      "actions": ["Created initial scrape job"]}
+    # The placeholder signature is not checked either: the job is just not there.
+    r = h2.post(ROUTE, body=SCRAPE_JOB_BODY, headers=SCRAPE_JOB_HEADERS)
+    assert r.status == 404, r.body
+    assert r.body == {"error": "Job not found or not pending", "job_id": JOB_ID}
+    assert [e[:2] for e in events(h2)] == [("customer_config_insert", "processed"),
+                                           ("scrape_job_created", "processed")]
+
+
+def test_source_ip_allowlist_and_rate_limit_apply(pg, hookd_factory):
+    """The source's allowlist and rate limit are checked here as on /in/customer."""
+    h2 = hookd_factory(db=fresh_db(pg))
+    # (a text/plain probe is refused, 415 or 403, and stores nothing either way)
+    patch_customer(h2, {"ip_allowlist": ["10.0.0.0/8"]},
+                   lambda: h2.post(ROUTE, body=DB_CHANGE_BODY,
+                                   headers={"Content-Type": "text/plain"}).status == 403)
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 403
+    assert r.body == {"error": "Forbidden",
+                      "details": "This client address may not send webhooks here"}
+    r = h2.post("/in/customer", body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 403 and r.body["error"] == "forbidden"
+    assert count_events(h2) == 0
+
+    patch_customer(h2, {"ip_allowlist": ["127.0.0.0/8"],
+                        "rate_limit": {"per_second": 0.01, "burst": 1}, "max_body": 1000},
+                   lambda: h2.post(ROUTE, body=BIG_BODY, headers=TEXT).status == 413)
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 200, r.body
+    assert r.body["message"] == "Customer config webhook processed"
+    r = h2.post(ROUTE, body=DB_CHANGE_BODY, headers=JSON)
+    assert r.status == 429
+    assert r.body == {"error": "Too many requests", "details": "Rate limit exceeded; retry later"}
+    assert 1 <= int(r.headers["Retry-After"]) <= 100
+    assert count_events(h2) == 1

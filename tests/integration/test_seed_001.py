@@ -398,3 +398,73 @@ def test_missing_handler_function(pg, hookd_factory):
     assert logs[0][0] is False and "memory" in logs[0][1] and "does not exist" in logs[0][1]
     ev = event_by_record(h2, "supabase", "test-123")
     assert ev["status"] in ("pending", "processing") and ev["attempts"] >= 1
+
+
+# --- the sources' own settings on these routes --------------------------------------------
+
+ROUTES = {"supabase": ("/api/v1/webhooks/supabase", SUPABASE_CURL),
+          "notion": ("/api/v1/webhooks/notion", NOTION_CURL)}
+BIG_BODY = json.dumps({"source": "supabase", "pad": "x" * 1500}).encode()
+
+
+def patch_source(h, slug, fields, ready):
+    """PATCH a seed source, then wait until this hookd's cache has the change."""
+    hh.wait_until(lambda: h.sql("SELECT id FROM hookd.sources WHERE slug = %s", slug),
+                  5 * hh.SLOW, message=f"the {slug} source")
+    r = h.patch(f"/api/v1/sources/{slug}", json=fields, auth=True)
+    assert r.status == 200, r.body
+    hh.wait_until(ready, 5 * hh.SLOW, message="the change in hookd's cache")
+    return r.body
+
+
+def count_source_events(h, slug):
+    return h.sql("SELECT count(*) FROM hookd.events e JOIN hookd.sources s"
+                 " ON s.id = e.source_id WHERE s.slug = %s", slug)[0][0]
+
+
+@pytest.mark.parametrize("slug", ["supabase", "notion"])
+def test_editing_a_source_turns_no_verification_on(pg, hookd_factory, slug):
+    """A PATCH that names neither the verifier nor secrets makes no secret: with
+    VERIFY_WEBHOOK_SIGNATURES off, the seed's unsigned curl is still accepted."""
+    h2 = fresh(pg, hookd_factory)
+    route, curl = ROUTES[slug]
+    src = patch_source(h2, slug, {"rate_limit": {"per_second": 1000, "burst": 1000},
+                                  "max_body": 1000},
+                       lambda: h2.post(route, body=BIG_BODY, headers=JSON).status == 413)
+    assert "secret" not in src and src["secrets"] == []
+    assert src["rate_limit"] == {"per_second": 1000, "burst": 1000}
+    assert h2.sql("SELECT secrets FROM hookd.sources WHERE slug = %s", slug) == [([],)]
+    r = h2.post(route, body=curl, headers=JSON)
+    assert r.status == 202, r.body
+    assert r.body["status"] == "accepted" and r.body["message"] == ACCEPTED
+    assert r.body["details"]["source"] == slug
+    assert count_source_events(h2, slug) == 1
+
+
+@pytest.mark.parametrize("slug", ["supabase", "notion"])
+def test_source_ip_allowlist_and_rate_limit_apply(pg, hookd_factory, slug):
+    """The source's allowlist and rate limit are checked here as on /in/{slug}."""
+    h2 = fresh(pg, hookd_factory)
+    route, curl = ROUTES[slug]
+    label = slug.capitalize()
+    # (a text/plain probe is refused, 415 or 403, and stores nothing either way)
+    patch_source(h2, slug, {"ip_allowlist": ["10.0.0.0/8"]},
+                 lambda: h2.post(route, body=curl,
+                                 headers={"Content-Type": "text/plain"}).status == 403)
+    r = h2.post(route, body=curl, headers=JSON)
+    assert r.status == 403
+    assert r.body == {"error": "forbidden",
+                      "message": f"This client address may not send {label} webhooks"}
+    r = h2.post(f"/in/{slug}", body=curl, headers=JSON)
+    assert r.status == 403 and r.body["error"] == "forbidden"
+    assert count_source_events(h2, slug) == 0
+
+    patch_source(h2, slug, {"ip_allowlist": ["127.0.0.0/8"],
+                            "rate_limit": {"per_second": 0.01, "burst": 1}, "max_body": 1000},
+                 lambda: h2.post(route, body=BIG_BODY, headers=JSON).status == 413)
+    assert h2.post(route, body=curl, headers=JSON).status == 202
+    r = h2.post(route, body=curl, headers=JSON)
+    assert r.status == 429
+    assert r.body == {"error": "rate_limited", "message": "Too many webhook requests; retry later"}
+    assert 1 <= int(r.headers["Retry-After"]) <= 100
+    assert count_source_events(h2, slug) == 1

@@ -171,3 +171,19 @@ def test_review_queue_lists_pending(h):
     rows = h.sql("SELECT count(*) FROM hookd.events e JOIN hookd.sources s"
                  " ON s.id = e.source_id WHERE s.slug = 'crm' AND e.status = 'pending'")
     assert rows[0][0] >= 2
+
+
+def test_endpoint_registry_fields(h):
+    """webhook_endpoints' allowed_object_types and default_entity_table are the source's, set
+    and read through /api/v1/sources (classification, a later issue, will read them)."""
+    src = make_endpoint(h, "crm-typed", allowed_object_types=["person", "influencer"],
+                        default_entity_table="influencer")
+    assert src["allowed_object_types"] == ["person", "influencer"]
+    assert src["default_entity_table"] == "influencer"
+    got = h.get("/api/v1/sources/crm-typed", auth=True).body
+    assert (got["allowed_object_types"], got["default_entity_table"]) == (
+        ["person", "influencer"], "influencer")
+    body = json.dumps(dict(RECOMMENDED, external_id="typed-1")).encode()
+    r = h.post(endpoint("crm-typed"), body=body, headers=signed(body))
+    assert r.status == 202, r
+    assert stored(h, r.body["id"])["status"] == "pending"

@@ -24,7 +24,8 @@ ISO_RE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 SOURCE_KEYS = {"id", "slug", "name", "description", "url", "verifier", "secrets",
                "timestamp_tolerance", "allowed_event_types", "max_body", "rate_limit",
                "ip_allowlist", "dedupe_key", "event_type_key", "handler", "review_required",
-               "active", "created_at", "updated_at"}
+               "active", "allowed_object_types", "default_entity_table", "created_at",
+               "updated_at"}
 
 
 def uniq(prefix):
@@ -148,7 +149,9 @@ def test_create_with_every_field(hookd):
                   ip_allowlist=["10.0.0.0/8", "127.0.0.1", "2001:db8::/32"],
                   dedupe_key="header:X-GitHub-Delivery", event_type_key="header:X-GitHub-Event",
                   handler={"type": "sql", "function": "public.src_handler", "max_attempts": 5},
-                  review_required=True, active=False)
+                  review_required=True, active=False,
+                  allowed_object_types=["person", "influencer"],
+                  default_entity_table="influencer")
     s = create(hookd, **fields)
     assert s["secret"] == "newest-secret-value"
     assert [x["hint"] for x in s["secrets"]] == ["\u2026alue", "\u2026"]
@@ -160,10 +163,11 @@ def test_create_with_every_field(hookd):
             want = ["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"]
         assert s[k] == want, (k, s[k], want)
     row = hookd.sql("SELECT rate_limit_per_sec, rate_limit_burst, ip_allowlist::text[],"
-                    " allowed_event_types, max_body, handler->>'function'"
+                    " allowed_event_types, max_body, handler->>'function',"
+                    " allowed_object_types, default_entity_table"
                     " FROM hookd.sources WHERE slug = %s", slug)[0]
     assert row == (2.5, 10, ["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"], ["push", "ping"],
-                   65536, "public.src_handler")
+                   65536, "public.src_handler", ["person", "influencer"], "influencer")
 
 
 def test_list_is_ordered_by_slug_and_pages(hookd):
@@ -193,7 +197,8 @@ def test_put_replaces_and_resets_omitted_fields(hookd):
     slug = uniq("put")
     s = create(hookd, slug=slug, name="before", description="d", verifier="github",
                secret="put-secret-0123456789", allowed_event_types=["a"], max_body=1000,
-               rate_limit={"per_second": 5}, handler="publish", review_required=True)
+               rate_limit={"per_second": 5}, handler="publish", review_required=True,
+               allowed_object_types=["person"], default_entity_table="people")
     time.sleep(0.01)
     r = hookd.put(f"{API}/{s['id']}", json={"slug": slug, "name": "after"}, auth=True)
     assert r.status == 200, r
@@ -203,6 +208,7 @@ def test_put_replaces_and_resets_omitted_fields(hookd):
     assert t["description"] is None and t["allowed_event_types"] is None
     assert t["max_body"] is None and t["rate_limit"] is None
     assert t["handler"] == {"type": "store"} and t["review_required"] is False
+    assert t["allowed_object_types"] is None and t["default_entity_table"] is None
     assert t["verifier"] == {"scheme": "none"}
     assert t["secrets"] == s["secrets"]           # secrets stay unless given
     assert t["created_at"] == s["created_at"] and t["updated_at"] > s["updated_at"]
@@ -254,6 +260,31 @@ def test_patch_to_a_verifier_that_needs_a_secret_makes_one(hookd):
     assert len(r.body["secrets"]) == 1
     r = hookd.patch(f"{API}/{s['id']}", json={"verifier": "svix"}, auth=True)
     assert r.status == 200 and "secret" not in r.body, r
+
+
+def test_seed_002_endpoint_fields(hookd):
+    """Seed 002's allowed_object_types and default_entity_table: stored, shown, changed by
+    PATCH alone, reset by null, validated."""
+    s = create(hookd, slug=uniq("crm"))
+    assert s["allowed_object_types"] is None and s["default_entity_table"] is None
+    r = hookd.patch(f"{API}/{s['id']}", json={"allowed_object_types": ["person", "subscription"],
+                                               "default_entity_table": "subscription"}, auth=True)
+    assert r.status == 200, r
+    assert r.body["allowed_object_types"] == ["person", "subscription"]
+    assert r.body["default_entity_table"] == "subscription"
+    assert hookd.sql("SELECT allowed_object_types, default_entity_table FROM hookd.sources"
+                     " WHERE id = %s", s["id"]) == [(["person", "subscription"], "subscription")]
+    r = hookd.patch(f"{API}/{s['id']}", json={"name": "kept"}, auth=True)
+    assert r.body["allowed_object_types"] == ["person", "subscription"]
+    r = hookd.patch(f"{API}/{s['id']}", json={"allowed_object_types": None}, auth=True)
+    assert r.status == 200 and r.body["allowed_object_types"] is None
+    assert r.body["default_entity_table"] == "subscription"
+    got = hookd.get(f"{API}/{s['slug']}", auth=True).body
+    assert_source_shape(got)
+    assert (got["allowed_object_types"], got["default_entity_table"]) == (None, "subscription")
+    for bad in ({"allowed_object_types": []}, {"allowed_object_types": ["a", "a"]},
+                {"allowed_object_types": "person"}, {"default_entity_table": "Bad Name"}):
+        assert_invalid(hookd.patch(f"{API}/{s['id']}", json=bad, auth=True), next(iter(bad)))
 
 
 def test_delete(hookd):

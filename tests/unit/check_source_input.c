@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hookd/json.h"
 #include "hookd/seal.h"
 #include "hookd/source_input.h"
+#include "hookd/sources.h"
 #include "hookd/util.h"
 
 #define LIMIT (1024 * 1024)
@@ -51,6 +53,8 @@ refused(const char *text, enum source_input_mode mode, const char *field)
 	ck_assert_ptr_null(in.slug);
 	ck_assert_ptr_null(in.verifier);
 }
+
+static void patched(const char *stored, const char *patch_text, struct source_input *out);
 
 static char *
 compact(struct json_object *o)
@@ -105,7 +109,9 @@ START_TEST(test_full_create)
 	    "\"ip_allowlist\":[\"10.0.0.0/8\",\"192.168.1.7\",\"2001:db8::/32\"],"
 	    "\"dedupe_key\":\"json:$.id\",\"event_type_key\":\"header:X-Event\","
 	    "\"handler\":{\"type\":\"sql\",\"function\":\"public.on_event\",\"max_attempts\":5},"
-	    "\"review_required\":true,\"active\":false}";
+	    "\"review_required\":true,\"active\":false,"
+	    "\"allowed_object_types\":[\"person\",\"influencer\"],"
+	    "\"default_entity_table\":\"influencer\"}";
 
 	ck_assert_msg(
 	    parse(body, SOURCE_INPUT_CREATE, &in, &err) == 0, "%s: %s", err.field, err.message);
@@ -134,6 +140,10 @@ START_TEST(test_full_create)
 	ck_assert_str_eq(in.handler_function, "public.on_event");
 	ck_assert_int_eq(in.review_required, 1);
 	ck_assert_int_eq(in.active, 0);
+	ck_assert_int_eq(in.nobject_types, 2);
+	ck_assert_str_eq(in.object_types[0], "person");
+	ck_assert_str_eq(in.object_types[1], "influencer");
+	ck_assert_str_eq(in.entity_table, "influencer");
 	source_input_clear(&in);
 }
 END_TEST
@@ -146,9 +156,13 @@ START_TEST(test_nulls_mean_defaults)
 	                   "\"timestamp_tolerance\":null,\"allowed_event_types\":null,"
 	                   "\"max_body\":null,\"rate_limit\":null,\"ip_allowlist\":null,"
 	                   "\"dedupe_key\":null,\"event_type_key\":\"\",\"handler\":null,"
-	                   "\"review_required\":null,\"active\":null}";
+	                   "\"review_required\":null,\"active\":null,"
+	                   "\"allowed_object_types\":null,\"default_entity_table\":null}";
 
 	ck_assert_msg(parse(body, SOURCE_INPUT_REPLACE, &in, &err) == 0, "%s", err.message);
+	ck_assert_ptr_null(in.object_types);
+	ck_assert_int_eq(in.nobject_types, 0);
+	ck_assert_ptr_null(in.entity_table);
 	ck_assert_int_eq(in.tolerance, 300);
 	ck_assert_int_eq(in.active, 1);
 	ck_assert_ptr_null(in.event_type_key);
@@ -244,6 +258,17 @@ START_TEST(test_invalid_fields)
 	    {"{\"slug\":\"s\",\"timestamp_tolerance\":1.5}", "timestamp_tolerance"},
 	    {"{\"slug\":\"s\",\"timestamp_tolerance\":\"300\"}", "timestamp_tolerance"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":\"a\"}", "allowed_event_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":\"person\"}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[\"\"]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[1]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[\"a\",\"a\"]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"allowed_object_types\":[\"a\\nb\"]}", "allowed_object_types"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"\"}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":5}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"Influencer\"}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"1table\"}", "default_entity_table"},
+	    {"{\"slug\":\"s\",\"default_entity_table\":\"public.people\"}", "default_entity_table"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":[]}", "allowed_event_types"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":[\"a\",\"\"]}", "allowed_event_types"},
 	    {"{\"slug\":\"s\",\"allowed_event_types\":[1]}", "allowed_event_types"},
@@ -378,6 +403,27 @@ START_TEST(test_patch_merge)
 }
 END_TEST
 
+START_TEST(test_patch_merge_seed_002_fields)
+{
+	struct source_input in;
+
+	patched("{\"slug\":\"crm\",\"allowed_object_types\":[\"person\"],"
+	        "\"default_entity_table\":\"people\"}",
+	    "{\"default_entity_table\":\"influencer\"}", &in);
+	ck_assert_uint_eq(in.given, SOURCE_F_ENTITY_TABLE);
+	ck_assert_int_eq(in.nobject_types, 1);
+	ck_assert_str_eq(in.object_types[0], "person");
+	ck_assert_str_eq(in.entity_table, "influencer");
+	source_input_clear(&in);
+	patched("{\"slug\":\"crm\",\"allowed_object_types\":[\"person\"],"
+	        "\"default_entity_table\":\"people\"}",
+	    "{\"allowed_object_types\":null}", &in);
+	ck_assert_ptr_null(in.object_types);
+	ck_assert_str_eq(in.entity_table, "people");
+	source_input_clear(&in);
+}
+END_TEST
+
 START_TEST(test_patch_merge_secrets_and_slug)
 {
 	struct source_input base, patch;
@@ -450,6 +496,67 @@ START_TEST(test_finish_generates_secrets)
 	    0);
 	ck_assert_int_eq(source_input_finish(&in, 2, &err), 0);
 	ck_assert_int_eq(in.secret_generated, 1);
+	source_input_clear(&in);
+}
+END_TEST
+
+/* A PATCH as api_sources makes it: the stored source, given = 0, the patch merged on top. */
+static void
+patched(const char *stored, const char *patch_text, struct source_input *out)
+{
+	struct source_input patch;
+	struct source_input_error err;
+
+	ck_assert_int_eq(parse(stored, SOURCE_INPUT_REPLACE, out, &err), 0);
+	out->given = 0;
+	ck_assert_int_eq(parse(patch_text, SOURCE_INPUT_PATCH, &patch, &err), 0);
+	source_input_merge(out, &patch);
+	source_input_clear(&patch);
+}
+
+START_TEST(test_finish_makes_no_secret_for_other_edits)
+{
+	static const char seed[] = "{\"slug\":\"customer\",\"verifier\":{\"scheme\":\"supabase\"},"
+	                           "\"handler\":{\"type\":\"sql_sync\",\"function\":\"f.g\"}}";
+	struct source_input in;
+	struct source_input_error err;
+
+	/* A seed's source with no secret: a rate limit, an allowlist, active: no secret. */
+	patched(seed, "{\"rate_limit\":{\"per_second\":1,\"burst\":1}}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
+	ck_assert_int_eq(in.secret_generated, 0);
+	ck_assert(!(in.given & SOURCE_F_SECRETS));
+	source_input_clear(&in);
+	patched(seed, "{\"ip_allowlist\":[\"10.0.0.0/8\"],\"active\":false,\"name\":\"n\"}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
+	source_input_clear(&in);
+	/* The same for a Discord source without its key: nothing to refuse either. */
+	patched("{\"slug\":\"d\",\"verifier\":\"discord\"}", "{\"max_body\":100}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
+	source_input_clear(&in);
+
+	/* Naming the verifier (even the same one) makes one, as does an empty secret list. */
+	patched(seed, "{\"verifier\":\"supabase\"}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.secret_generated, 1);
+	ck_assert_int_eq(strlen(in.secrets[0]), 64);
+	source_input_clear(&in);
+	patched(seed, "{\"secrets\":[]}", &in);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.secret_generated, 1);
+	source_input_clear(&in);
+
+	/* PUT names every field it sets: a verifier named makes one, none leaves "none". */
+	ck_assert_int_eq(parse(seed, SOURCE_INPUT_REPLACE, &in, &err), 0);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.secret_generated, 1);
+	source_input_clear(&in);
+	ck_assert_int_eq(parse("{\"slug\":\"customer\"}", SOURCE_INPUT_REPLACE, &in, &err), 0);
+	ck_assert_int_eq(source_input_finish(&in, 0, &err), 0);
+	ck_assert_int_eq(in.nsecrets, 0);
 	source_input_clear(&in);
 }
 END_TEST
@@ -694,6 +801,121 @@ START_TEST(test_rotate_body)
 }
 END_TEST
 
+/* --- key values: dedupe and event-type keys ------------------------------------------- */
+
+/* A request's headers for source_key_value: "Name: value" lines, looked up ignoring case. */
+static const char *
+test_header(void *ctx, const char *name)
+{
+	static char value[128];
+	const char *const *lines = ctx;
+	size_t n = strlen(name);
+
+	for (; *lines != NULL; lines++) {
+		if (strncasecmp(*lines, name, n) == 0 && (*lines)[n] == ':') {
+			snprintf(value, sizeof(value), "%s", *lines + n + 2);
+			return value;
+		}
+	}
+	return NULL;
+}
+
+/* The value of spec for these headers and body (body text may be NULL), or NULL. */
+static char *
+key_value(const char *spec, const char *const *headers, const char *body)
+{
+	struct json_object *o = body != NULL ? js(body) : NULL;
+	struct source_key k;
+	char err[128], *v;
+
+	ck_assert_msg(source_key_parse(spec, &k, err, sizeof(err)) == 0, "%s: %s", spec, err);
+	v = source_key_value(&k, test_header, (void *)headers, o);
+	source_key_clear(&k);
+	json_object_put(o);
+	return v;
+}
+
+static void
+key_is(const char *spec, const char *const *headers, const char *body, const char *want)
+{
+	char *v = key_value(spec, headers, body);
+
+	if (want == NULL)
+		ck_assert_msg(v == NULL, "%s: got \"%s\", want none", spec, v);
+	else
+		ck_assert_msg(v != NULL && strcmp(v, want) == 0, "%s: got \"%s\", want \"%s\"",
+		    spec, v ? v : "(none)", want);
+	free(v);
+}
+
+START_TEST(test_key_values)
+{
+	static const char *const headers[] = {
+	    "x-request-id: req-1", "X-Empty: ", "Idempotency-Key: k 2", NULL};
+	static const char body[] =
+	    "{\"id\":\"o-1\",\"n\":42,\"f\":1.5,\"big\":12345678901234,\"yes\":true,"
+	    "\"no\":false,\"nil\":null,\"empty\":\"\",\"obj\":{\"id\":\"inner\"},"
+	    "\"arr\":[\"a\",{\"id\":7}]}";
+	struct source_key none = {SOURCE_KEY_NONE, NULL};
+
+	/* Headers: the name as configured, matched whatever the case. */
+	key_is("header:X-Request-Id", headers, NULL, "req-1");
+	key_is("header:idempotency-key", headers, body, "k 2");
+	key_is("header:X-Missing", headers, body, NULL);
+	key_is("header:X-Empty", headers, body, NULL);
+	/* JSON paths: strings as they are, other scalars as JSON text. */
+	key_is("json:$.id", headers, body, "o-1");
+	key_is("json:$.n", headers, body, "42");
+	key_is("json:$.f", headers, body, "1.5");
+	key_is("json:$.big", headers, body, "12345678901234");
+	key_is("json:$.yes", headers, body, "true");
+	key_is("json:$.no", headers, body, "false");
+	key_is("json:$.obj.id", headers, body, "inner");
+	key_is("json:$.arr[0]", headers, body, "a");
+	key_is("json:$.arr[1].id", headers, body, "7");
+	key_is("json:id", headers, body, "o-1"); /* the $ is optional */
+	/* No value: missing, null, "", an object, an array, past the end, no body. */
+	key_is("json:$.missing", headers, body, NULL);
+	key_is("json:$.obj.missing", headers, body, NULL);
+	key_is("json:$.nil", headers, body, NULL);
+	key_is("json:$.empty", headers, body, NULL);
+	key_is("json:$.obj", headers, body, NULL);
+	key_is("json:$.arr", headers, body, NULL);
+	key_is("json:$.arr[5]", headers, body, NULL);
+	key_is("json:$.id.deeper", headers, body, NULL);
+	key_is("json:$.id", headers, NULL, NULL);
+	key_is("json:$.id", headers, "[1,2]", NULL);
+	/* An unset key has no value. */
+	ck_assert_ptr_null(source_key_value(&none, test_header, (void *)headers, NULL));
+}
+END_TEST
+
+START_TEST(test_key_specs)
+{
+	struct source_key k;
+	char err[128];
+
+	ck_assert_int_eq(source_key_parse("HEADER:X-Id", &k, err, sizeof(err)), 0);
+	ck_assert_int_eq(k.kind, SOURCE_KEY_HEADER);
+	ck_assert_str_eq(k.arg, "X-Id");
+	source_key_clear(&k);
+	ck_assert_int_eq(source_key_parse("json:$.a.b", &k, err, sizeof(err)), 0);
+	ck_assert_int_eq(k.kind, SOURCE_KEY_JSON);
+	ck_assert_str_eq(k.arg, "$.a.b");
+	source_key_clear(&k);
+	ck_assert_int_eq(source_key_parse("", &k, err, sizeof(err)), 0);
+	ck_assert_int_eq(k.kind, SOURCE_KEY_NONE);
+	ck_assert_int_eq(source_key_parse("header:", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("header:X Id", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("header:X-Id:", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("json:$", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("json:$.a[x]", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("json:$..a", &k, err, sizeof(err)), -1);
+	ck_assert_int_eq(source_key_parse("X-Request-Id", &k, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "header:Name"));
+}
+END_TEST
+
 static Suite *
 source_input_suite(void)
 {
@@ -710,14 +932,18 @@ source_input_suite(void)
 	tcase_add_test(tc, test_patch_gives_only_what_it_names);
 	tcase_add_test(tc, test_patch_merge);
 	tcase_add_test(tc, test_patch_merge_secrets_and_slug);
+	tcase_add_test(tc, test_patch_merge_seed_002_fields);
 	tcase_add_test(tc, test_finish_generates_secrets);
 	tcase_add_test(tc, test_finish_discord_needs_public_key);
+	tcase_add_test(tc, test_finish_makes_no_secret_for_other_edits);
 	tcase_add_test(tc, test_key_encodings);
 	tcase_add_test(tc, test_secret_helpers);
 	tcase_add_test(tc, test_secrets_seal_round_trip);
 	tcase_add_test(tc, test_secrets_rotate);
 	tcase_add_test(tc, test_secrets_remove);
 	tcase_add_test(tc, test_rotate_body);
+	tcase_add_test(tc, test_key_values);
+	tcase_add_test(tc, test_key_specs);
 	suite_add_tcase(s, tc);
 	return s;
 }

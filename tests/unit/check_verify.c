@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -760,6 +761,64 @@ START_TEST(test_discord)
 }
 END_TEST
 
+/*
+ * A fixed Discord vector, made once with OpenSSL 3.0 (not libsodium, which verifies it):
+ *   openssl genpkey -algorithm ed25519 -out k.pem
+ *   openssl pkey -in k.pem -pubout -outform DER | tail -c 32 | xxd -p -c 64
+ *   printf '%s%s' 1700000000 "$body" | openssl pkeyutl -sign -inkey k.pem -rawin -in /dev/stdin
+ * DISCORD_OTHER_PK is a second key made the same way. tests/integration/test_ingest.py
+ * uses the same key for its PING.
+ */
+#define DISCORD_PK       "5aeddb92430b145a25d37eccc0d3d9c49db37e56414043f6dd2edeab229d7876"
+#define DISCORD_OTHER_PK "2307f265cdf50cab02825ea7d3ae2d90dac2ce9531a86734fd41974e3d3a943b"
+#define DISCORD_TS       "1700000000"
+#define DISCORD_BODY     "{\"type\":1,\"id\":\"1234\",\"application_id\":\"5678\"}"
+#define DISCORD_SIG                                                                                \
+	"14a577db07c5fa6ffde9b77eb1fe176e0c003ff2b8ee986cf8f01f61d97cf9cf"                         \
+	"ab209ea5e9598302e3cd17cbcb855895cc42ec7b986f591996379ed2472dec03"
+
+START_TEST(test_discord_fixed_vector)
+{
+	struct verifier *v = compile("{\"scheme\":\"discord\"}");
+	const char *body_tampered = "{\"type\":1,\"id\":\"1235\",\"application_id\":\"5678\"}";
+	char sig[sizeof(DISCORD_SIG)];
+	struct req r;
+
+	req_init(&r, DISCORD_BODY, 1700000010, 300);
+	req_set(&r, "X-Signature-Ed25519", DISCORD_SIG);
+	req_set(&r, "X-Signature-Timestamp", DISCORD_TS);
+	ck_assert_int_eq(check1(v, &r, DISCORD_PK), VERIFY_OK);
+	/* The public key in upper-case hex is the same key. */
+	{
+		char upper[sizeof(DISCORD_PK)];
+
+		for (size_t i = 0; i < sizeof(upper); i++)
+			upper[i] = (char)toupper((unsigned char)DISCORD_PK[i]);
+		ck_assert_int_eq(check1(v, &r, upper), VERIFY_OK);
+	}
+	/* A wrong key: another application's. */
+	ck_assert_int_eq(check1(v, &r, DISCORD_OTHER_PK), VERIFY_INVALID);
+	/* A tampered body (one digit of the id), same length. */
+	req_init(&r, body_tampered, 1700000010, 300);
+	req_set(&r, "X-Signature-Ed25519", DISCORD_SIG);
+	req_set(&r, "X-Signature-Timestamp", DISCORD_TS);
+	ck_assert_int_eq(check1(v, &r, DISCORD_PK), VERIFY_INVALID);
+	/* A signature with one bit flipped. */
+	memcpy(sig, DISCORD_SIG, sizeof(sig));
+	sig[0] = sig[0] == '1' ? '0' : '1';
+	req_init(&r, DISCORD_BODY, 1700000010, 300);
+	req_set(&r, "X-Signature-Ed25519", sig);
+	req_set(&r, "X-Signature-Timestamp", DISCORD_TS);
+	ck_assert_int_eq(check1(v, &r, DISCORD_PK), VERIFY_INVALID);
+	/* The right signature, but the timestamp it signs is stale now. */
+	req_init(&r, DISCORD_BODY, 1700000000 + 301, 300);
+	req_set(&r, "X-Signature-Ed25519", DISCORD_SIG);
+	req_set(&r, "X-Signature-Timestamp", DISCORD_TS);
+	ck_assert_int_eq(check1(v, &r, DISCORD_PK), VERIFY_STALE);
+	verifier_free(v);
+}
+END_TEST
+
 /* --- the generic scheme and the seeds' presets -------------------------------------- */
 
 /* Computed with node's crypto.createHmac (key "generic-secret", body {"hello":"world"}). */
@@ -1040,6 +1099,7 @@ verify_suite(void)
 	tcase_add_test(tc, test_twilio);
 	tcase_add_test(tc, test_twilio_body_sha256);
 	tcase_add_test(tc, test_discord);
+	tcase_add_test(tc, test_discord_fixed_vector);
 	tcase_add_test(tc, test_generic_algorithms);
 	tcase_add_test(tc, test_generic_template);
 	tcase_add_test(tc, test_supabase_preset);
