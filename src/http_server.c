@@ -19,13 +19,12 @@
 #include <event2/util.h>
 #include <sodium.h>
 
+#include "hookd/config.h"
 #include "hookd/http_server.h"
 #include "hookd/json.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
 #include "hookd/router.h"
-
-#define MAX_LISTENERS 16
 
 /*
  * evhttp refuses bodies above its own cap with an HTML page we cannot replace
@@ -45,7 +44,7 @@ struct http_server {
 	struct router *router;
 	struct route_entry **entries;
 	int nentries;
-	struct evhttp_bound_socket *bound[MAX_LISTENERS];
+	struct evhttp_bound_socket *bound[CONFIG_MAX_LISTEN];
 	int nbound;
 	struct http_limits lim;
 	int (*auth)(const char *token, void *arg);
@@ -657,81 +656,39 @@ http_server_route(struct http_server *s, const char *method, const char *pattern
 	s->entries[s->nentries++] = e;
 }
 
-/* Parse one "host:port" ("*:port", "[v6]:port", "localhost:port") into sa. */
-static int
-parse_listen_addr(const char *text, struct sockaddr_storage *ss, int *sslen)
-{
-	char buf[256];
-	const char *colon;
-
-	if (strlen(text) >= sizeof(buf))
-		return -1;
-	if (strncmp(text, "*:", 2) == 0) {
-		snprintf(buf, sizeof(buf), "0.0.0.0:%s", text + 2);
-	} else if (strncmp(text, "localhost:", 10) == 0) {
-		snprintf(buf, sizeof(buf), "127.0.0.1:%s", text + 10);
-	} else {
-		colon = strrchr(text, ':');
-		if (colon == NULL)
-			return -1;
-		snprintf(buf, sizeof(buf), "%s", text);
-	}
-	*sslen = (int)sizeof(*ss);
-	return evutil_parse_sockaddr_port(buf, (struct sockaddr *)ss, sslen);
-}
-
 int
 http_server_listen(struct http_server *s, const char *addrs, char *err, size_t errlen)
 {
-	char *copy = xstrdup(addrs), *save = NULL;
-	int rc = -1;
+	struct config_listen l[CONFIG_MAX_LISTEN];
+	char *why = NULL;
+	int n;
 
-	for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-		struct sockaddr_storage ss;
-		struct evconnlistener *l;
-		int sslen;
+	if (config_listen_parse(addrs, l, &n, &why) != 0) {
+		snprintf(err, errlen, "%s", why ? why : "listen: invalid");
+		free(why);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct evconnlistener *lev;
 
-		while (*t == ' ')
-			t++;
-		for (char *e = t + strlen(t); e > t && e[-1] == ' ';)
-			*--e = '\0';
-		if (*t == '\0')
-			continue;
-		if (s->nbound == MAX_LISTENERS) {
-			snprintf(
-			    err, errlen, "too many listen addresses (at most %d)", MAX_LISTENERS);
-			goto out;
-		}
-		if (parse_listen_addr(t, &ss, &sslen) != 0) {
-			snprintf(
-			    err, errlen, "cannot parse listen address \"%s\" (want host:port)", t);
-			goto out;
-		}
-		l = evconnlistener_new_bind(s->base, NULL, NULL,
+		lev = evconnlistener_new_bind(s->base, NULL, NULL,
 		    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-		    (struct sockaddr *)&ss, sslen);
-		if (l == NULL) {
-			snprintf(err, errlen, "cannot listen on %s: %s", t,
+		    (struct sockaddr *)&l[i].addr, l[i].addrlen);
+		if (lev == NULL) {
+			snprintf(err, errlen, "cannot listen on %s: %s", l[i].text,
 			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-			goto out;
+			return -1;
 		}
-		s->bound[s->nbound] = evhttp_bind_listener(s->http, l);
+		s->bound[s->nbound] = evhttp_bind_listener(s->http, lev);
 		if (s->bound[s->nbound] == NULL) {
-			evconnlistener_free(l);
-			snprintf(err, errlen, "cannot serve HTTP on %s", t);
-			goto out;
+			evconnlistener_free(lev);
+			snprintf(err, errlen, "cannot serve HTTP on %s", l[i].text);
+			return -1;
 		}
 		s->nbound++;
-		log_info("http: listening on %s", t);
+		log_info("http: listening on %s", l[i].text);
 	}
-	if (s->nbound == 0) {
-		snprintf(err, errlen, "no listen address given");
-		goto out;
-	}
-	rc = 0;
-out:
-	free(copy);
-	return rc;
+	return 0;
 }
 
 int

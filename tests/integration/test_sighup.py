@@ -18,16 +18,22 @@ def is_reload_error(line):
     return line.get("level") == "error" and "reload" in line.get("msg", "").lower()
 
 
-@pytest.mark.parametrize("broken", [{"no_such_key": "on"}, {"db_pool_size": "banana"}],
-                         ids=["unknown-key", "bad-value"])
-def test_sighup_with_a_broken_file_keeps_serving_then_applies_a_good_one(hookd, broken):
+@pytest.mark.parametrize("broken,why", [
+    ({"no_such_key": "on"}, "no_such_key"),
+    ({"db_pool_size": "banana"}, "db_pool_size"),
+    ({"trusted_proxies": "10.0.0.0/8, 10.1.0.0/33"}, "trusted_proxies"),
+    ({"outbound_allow_networks": "127.0.0.0/8, not-a-network"}, "outbound_allow_networks"),
+    ({"listen": "127.0.0.1"}, "listen"),
+], ids=["unknown-key", "bad-value", "bad-cidr", "bad-cidr-list", "bad-listen"])
+def test_sighup_with_a_broken_file_keeps_serving_then_applies_a_good_one(hookd, broken, why):
     assert body_status(hookd, 4096) != 413
 
     # a broken file that would also lower the body limit: nothing of it may apply
     mark = hookd.log_mark()
     hookd.write_config(http_max_body_size="2KiB", **broken)
     hookd.signal(signal.SIGHUP)
-    hookd.wait_for_log(is_reload_error, since=mark, timeout=5)
+    line = hookd.wait_for_log(is_reload_error, since=mark, timeout=5)
+    assert why in line["msg"], f"the reload error does not say why: {line}"
     assert hookd.alive()
     assert hookd.get("/healthz").status == 200
     assert hookd.get("/readyz").status == 200
