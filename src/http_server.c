@@ -299,6 +299,12 @@ req_free(struct http_req *r)
 	free(r);
 }
 
+/*
+ * Send the reply, then account for it. evhttp_send_reply may free the evhttp request
+ * (and with it the connection's peer string) when the client is gone, so everything
+ * the metrics and the access line need is taken before it, and r->ev is not touched
+ * after it.
+ */
 static void
 send_reply(struct http_req *r, int status, struct evbuffer *body)
 {
@@ -307,17 +313,19 @@ send_reply(struct http_req *r, int status, struct evbuffer *body)
 	size_t bytes = body ? evbuffer_get_length(body) : 0;
 	double secs = (double)(now_mono_us() - r->start_us) / 1e6;
 	const char *route = r->matched ? r->match.pattern : "unmatched";
-	char status_text[8];
+	char status_text[8], peer[INET6_ADDRSTRLEN + 32];
 
+	snprintf(peer, sizeof(peer), "%s", http_req_peer(r));
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	if (s->draining)
 		evhttp_add_header(out, "Connection", "close");
 	evhttp_send_reply(r->ev, status, status_phrase(status), body);
+	r->ev = NULL;
 
 	snprintf(status_text, sizeof(status_text), "%d", status);
 	metric_add(m_requests, 1, route, r->method, status_text);
 	metric_observe(m_duration, secs, route);
-	log_access(r->id, r->method, r->path, status, bytes, secs * 1000.0, http_req_peer(r));
+	log_access(r->id, r->method, r->path, status, bytes, secs * 1000.0, peer);
 	s->inflight--;
 	req_free(r);
 }
