@@ -186,6 +186,11 @@ metrics_register(void)
 	m_errors = metric_counter("hookd_db_errors_total",
 	    "Failed statement groups by kind (sql, lost, unavailable) and failed connects.",
 	    "kind");
+	/* Every kind from the start, at zero: a rate() over it needs the series to exist. */
+	metric_add(m_errors, 0, "sql");
+	metric_add(m_errors, 0, "lost");
+	metric_add(m_errors, 0, "unavailable");
+	metric_add(m_errors, 0, "connect");
 	m_duration = metric_histogram("hookd_db_query_duration_seconds",
 	    "Statement group latency, queueing included.", NULL, metrics_latency_buckets,
 	    metrics_latency_nbuckets);

@@ -418,6 +418,52 @@ def http_request(port, method, path, body=None, headers=None, timeout=10.0, host
         conn.close()
 
 
+def parse_http_response(data):
+    """One HTTP/1.x response from raw bytes: (Reply, rest). The body is parsed as JSON when
+    the Content-Type says JSON; fails when the bytes hold no complete response."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete response head in {data[:300]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    version, status = lines[0].split(" ", 2)[:2]
+    assert version.startswith("HTTP/1."), lines[0]
+    msg = http.client.HTTPMessage()
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        msg[k.strip()] = v.strip()
+    length = int(msg.get("Content-Length", "-1"))
+    if length < 0:
+        body, rest = rest, b""
+    else:
+        assert len(rest) >= length, f"short body: {len(rest)} of {length} bytes"
+        body, rest = rest[:length], rest[length:]
+    if "json" in msg.get("Content-Type", "") and body:
+        try:
+            body = jsonlib.loads(body)
+        except ValueError:
+            raise AssertionError(f"{lines[0]} with a JSON Content-Type but the body is not "
+                                 f"JSON: {body[:300]!r}") from None
+    return Reply(int(status), msg, body), rest
+
+
+def raw_exchange(port, data, timeout=10.0, host="127.0.0.1"):
+    """Send raw bytes on a fresh connection, read until the server closes (or timeout s);
+    returns everything received. For requests http.client refuses to send."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        _send_body(sock, data, timeout)
+        chunks, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 def metric_key(name, **labels):
     """The key metrics() uses for a series: name{a="1",b="2"} with labels sorted."""
     if not labels:
