@@ -136,8 +136,9 @@ struct db {
 	int nstmts;
 	struct req_list queue, failed;
 	int nqueued, ninflight, nfailed_reqs;
-	int ready;   /* connections in PCONN_READY */
-	int nfailed; /* connections with failed set */
+	int peak_groups; /* most user groups one connection has had in flight at once */
+	int ready;       /* connections in PCONN_READY */
+	int nfailed;     /* connections with failed set */
 	struct event *queue_timer, *defer;
 	struct state_hook *hooks;
 	int in_cb; /* user callbacks on the stack */
@@ -780,6 +781,8 @@ send_group(struct pconn *pc, struct db_req *r)
 	r->where = REQ_SENT;
 	TAILQ_INSERT_TAIL(&pc->inflight, r, entry);
 	pc->ngroups++;
+	if (pc->ngroups > db->peak_groups)
+		db->peak_groups = pc->ngroups;
 	db->ninflight++;
 	metric_add(m_queries, r->nstmts);
 	db_conn_flush(pc->conn);
@@ -1178,6 +1181,12 @@ int
 db_busy(const struct db *db)
 {
 	return db->nqueued + db->ninflight + db->nfailed_reqs;
+}
+
+int
+db_peak_pipeline(const struct db *db)
+{
+	return db->peak_groups;
 }
 
 const char *
