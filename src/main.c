@@ -335,7 +335,8 @@ run(struct app *app)
 	struct db_options opt;
 	struct http_limits lim;
 	struct timeval jt = {JANITOR_MS / 1000, 0};
-	char err[256], host[48];
+	char err[256], host[48], nonce_hex[9];
+	unsigned char nonce[4];
 
 	app->base = event_base_new();
 	if (app->base == NULL) {
@@ -350,7 +351,14 @@ run(struct app *app)
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "hookd");
 	host[sizeof(host) - 1] = '\0';
-	snprintf(app->instance, sizeof(app->instance), "%s:%d", host, (int)getpid());
+	/*
+	 * This process's name in leases (leased_by). Host and pid alone collide when two
+	 * containers with the same hostname each run hookd as PID 1: the nonce keeps them
+	 * apart. It is an opaque label, compared whole and never parsed.
+	 */
+	randombytes_buf(nonce, sizeof(nonce));
+	hex_encode(nonce, sizeof(nonce), nonce_hex);
+	snprintf(app->instance, sizeof(app->instance), "%s:%d:%s", host, (int)getpid(), nonce_hex);
 	app->started_ms = now_wall_ms();
 	app->schema_version = -1;
 
@@ -407,8 +415,8 @@ run(struct app *app)
 	ev_janitor = event_new(app->base, -1, EV_PERSIST, janitor_cb, app);
 	event_add(ev_janitor, &jt);
 
-	log_info("hookd %s started (pid %d, schema %d, pool %lld)", PACKAGE_VERSION, (int)getpid(),
-	    migrate_latest(), (long long)app->cfg.db_pool_size);
+	log_info("hookd %s started (pid %d, instance %s, schema %d, pool %lld)", PACKAGE_VERSION,
+	    (int)getpid(), app->instance, migrate_latest(), (long long)app->cfg.db_pool_size);
 	event_base_dispatch(app->base);
 	return exit_status;
 }

@@ -723,6 +723,15 @@ class Hookd:
     def describe(self):
         return f"hookd log {self.log_path}", tail(self.log_path, 60)
 
+    @property
+    def instance(self):
+        """This process's name in leases (leased_by), from its start-up log line."""
+        line = self.wait_for_log(lambda ln: ln.get("msg", "").startswith("hookd ")
+                                 and " started (" in ln.get("msg", ""))
+        m = re.search(r"instance (\S+),", line["msg"])
+        assert m, line
+        return m.group(1)
+
     # --- HTTP
 
     @property
