@@ -49,7 +49,7 @@ static struct app app_state;
 static struct event *ev_hup, *ev_term, *ev_int, *ev_janitor, *ev_drain;
 static uint64_t drain_deadline_ms;
 static int exit_status;
-static int verbose_flag;
+static int verbose; /* -v given this many times */
 
 static void
 usage(FILE *f)
@@ -61,7 +61,7 @@ usage(FILE *f)
 	           "  -c FILE  configuration file (key = value); environment overrides it\n"
 	           "           (DATABASE_URL, HOOKD_<KEY>)\n"
 	           "  -n       check the configuration and exit\n"
-	           "  -v       more logging (repeatable)\n"
+	           "  -v       one log level more than log_level per -v (repeatable)\n"
 	           "  -V       print the versions of hookd and its libraries\n"
 	           "  -h       this help\n");
 }
@@ -77,6 +77,15 @@ versions(void)
 	printf("json-c %s\n", json_c_version());
 	printf("libsodium %s\n", sodium_version_string());
 	printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+}
+
+/* log_level raised one step per -v (error, warn, info, debug), at most to debug. */
+static enum log_level
+log_level_for(int64_t configured)
+{
+	int64_t level = configured + verbose;
+
+	return level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : (enum log_level)level;
 }
 
 /* Room for http_max_connections plus the pool and some slack. */
@@ -216,7 +225,7 @@ reload(struct app *app)
 	}
 	config_free(&app->cfg);
 	app->cfg = nc;
-	log_set_level(verbose_flag ? LOG_LEVEL_DEBUG : (enum log_level)app->cfg.log_level);
+	log_set_level(log_level_for(app->cfg.log_level));
 	http_limits_from(&app->cfg, &lim);
 	http_server_set_limits(app->http, &lim);
 	app_db_options(app, &opt);
@@ -465,7 +474,7 @@ int
 main(int argc, char **argv)
 {
 	struct app *app = &app_state;
-	int opt, check_only = 0, verbose = 0, rc;
+	int opt, check_only = 0, rc;
 	char *err = NULL;
 
 	while ((opt = getopt(argc, argv, "+c:nvVh")) != -1) {
@@ -488,8 +497,7 @@ main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
-	verbose_flag = verbose > 0;
-	log_set_level(verbose > 0 ? LOG_LEVEL_DEBUG : (enum log_level)app->cfg.log_level);
+	log_set_level(log_level_for(app->cfg.log_level));
 	if (check_only) {
 		fprintf(stderr, "hookd: configuration ok\n");
 		config_free(&app->cfg);

@@ -518,7 +518,8 @@ class Hookd:
     expect_exit: the exit status finish() accepts (None: any status, but no crash by signal).
     """
 
-    def __init__(self, pg, root, config=None, env=None, db="hookd"):
+    def __init__(self, pg, root, config=None, env=None, db="hookd", args=()):
+        self.args = list(args)  # extra command-line flags, before -c
         self.pg = pg
         self.db = db
         self.dir = tempfile.mkdtemp(prefix="hookd-", dir=root)
@@ -569,7 +570,8 @@ class Hookd:
             self.write_config()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
-                    [HOOKD_BIN, "-c", self.config_path], cwd=self.dir, stdin=subprocess.DEVNULL,
+                    [HOOKD_BIN, *self.args, "-c", self.config_path], cwd=self.dir,
+                    stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT,
                     env=child_environ(DATABASE_URL=self.database_url, **self.extra_env))
             if wait is None:
