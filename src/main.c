@@ -506,8 +506,8 @@ main(int argc, char **argv)
 	/*
 	 * The one signal not taken through evsignal_*: SIGPIPE needs no handler, only to be
 	 * ignored, so that a write to a socket the peer closed fails with EPIPE (which
-	 * bufferevents and libpq handle) instead of killing the daemon. SIG_IGN needs no loop
-	 * and survives fork, and a libevent handler would only wake the loop for nothing.
+	 * bufferevents and libpq handle) instead of killing the daemon; a libevent handler
+	 * would only wake the loop for nothing.
 	 */
 	signal(SIGPIPE, SIG_IGN);
 	app->database_url = config_database_url(&app->cfg);
