@@ -61,16 +61,18 @@ struct http_server {
 	struct http_conn **fixups; /* connections with an evhttp page to rewrite */
 	int nfixups, fixupcap;
 	struct event *ev_fixup;
-	int replying;  /* send_reply is writing: the output is hookd's */
-	int rewriting; /* fixup_cb is writing */
-	int inflight;  /* requests dispatched, not yet replied */
-	int paused;    /* listeners disabled at max_connections */
-	int draining;  /* SIGTERM: no new connections, replies close */
+	struct http_conn *reading; /* whose input evhttp consumed last (see dispatch_cb) */
+	int replying;              /* send_reply is writing: the output is hookd's */
+	int rewriting;             /* fixup_cb is writing */
+	int inflight;              /* requests dispatched, not yet replied */
+	int paused;                /* listeners disabled at max_connections */
+	int draining;              /* SIGTERM: no new connections, replies close */
 };
 
 struct http_req {
 	struct http_server *server;
 	struct evhttp_request *ev;
+	struct http_conn *conn; /* its connection, when known; NULL once that closes */
 	struct route_match match;
 	int matched;
 	const char *method;
@@ -91,11 +93,12 @@ struct http_conn {
 	struct bufferevent *bev;
 	struct evbuffer_cb_entry *out_cb, *in_cb;
 	struct http_conn *prev, *next;
-	size_t consumed;   /* bytes evhttp has read off the input since hookd last replied */
-	uint64_t start_us; /* when it began reading them */
-	size_t del[2];     /* the sizes of its last two reads off the input, newest first */
-	ssize_t foreign;   /* offset in the output of bytes hookd did not write, or -1 */
-	int queued;        /* in s->fixups */
+	struct http_req *req; /* the request dispatched on it, until replied to */
+	size_t consumed;      /* bytes evhttp has read off the input since hookd last replied */
+	uint64_t start_us;    /* when it began reading them (loop_now_us) */
+	size_t del[2];        /* the sizes of its last two reads off the input, newest first */
+	ssize_t foreign;      /* offset in the output of bytes hookd did not write, or -1 */
+	int queued;           /* in s->fixups */
 };
 
 static struct metric *m_requests, *m_duration, *m_conns, *m_inflight;
@@ -237,10 +240,14 @@ conn_close_cb(struct evhttp_connection *evcon, void *arg)
 	struct http_server *s = c->server;
 
 	conn_release(c);
+	if (c->req != NULL)
+		c->req->conn = NULL;
 	if (s != NULL) {
 		conn_unlink(s, c);
 		conn_closed(s);
 		fixup_dequeue(s, c);
+		if (s->reading == c)
+			s->reading = NULL;
 	}
 	free(c);
 }
@@ -375,6 +382,17 @@ out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 	}
 }
 
+/* The loop's cached clock (per loop pass), in microseconds: cheap enough for in_cb. */
+static uint64_t
+loop_now_us(const struct http_server *s)
+{
+	struct timeval tv;
+
+	if (s == NULL || event_base_gettimeofday_cached(s->base, &tv) != 0)
+		return 0;
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
 static void
 in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
@@ -382,8 +400,10 @@ in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 
 	if (info->n_deleted == 0)
 		return;
+	if (c->server != NULL)
+		c->server->reading = c;
 	if (c->consumed == 0)
-		c->start_us = now_mono_us();
+		c->start_us = loop_now_us(c->server);
 	c->consumed += info->n_deleted;
 	c->del[1] = c->del[0];
 	c->del[0] = info->n_deleted;
@@ -516,7 +536,7 @@ rewrite_page(struct http_server *s, struct http_conn *c)
 		evbuffer_freeze(out, 1);
 	free(text);
 
-	secs = c->consumed > 0 ? (double)(now_mono_us() - c->start_us) / 1e6 : 0;
+	secs = c->consumed > 0 ? (double)(loop_now_us(s) - c->start_us) / 1e6 : 0;
 	if (c->evcon != NULL) {
 		char *addr = NULL;
 		ev_uint16_t port;
@@ -615,20 +635,34 @@ static void
 send_reply(struct http_req *r, int status, struct evbuffer *body)
 {
 	struct http_server *s = r->server;
+	struct http_conn *c = r->conn;
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
 	size_t bytes = body ? evbuffer_get_length(body) : 0;
 	double secs = (double)(now_mono_us() - r->start_us) / 1e6;
 	const char *route = r->matched ? r->match.pattern : "unmatched";
 	char status_text[8], peer[INET6_ADDRSTRLEN + 32];
+	size_t peer_len;
 
-	snprintf(peer, sizeof(peer), "%s", http_req_peer(r));
+	peer_len = strnlen(http_req_peer(r), sizeof(peer) - 1);
+	memcpy(peer, http_req_peer(r), peer_len);
+	peer[peer_len] = '\0';
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	if (s->draining)
 		evhttp_add_header(out, "Connection", "close");
+	if (c != NULL) {
+		/* The request is read: what evhttp reads next is the next one. */
+		c->consumed = 0;
+		c->del[0] = c->del[1] = 0;
+		c->req = NULL;
+	}
 	s->replying = 1;
 	evhttp_send_reply(r->ev, status, status_phrase(status), body);
 	s->replying = 0;
 	r->ev = NULL;
+	/* evhttp sends later, never from inside evhttp_send_reply: c is still there. */
+	if (c != NULL)
+		evbuffer_cb_set_flags(
+		    bufferevent_get_output(c->bev), c->out_cb, EVBUFFER_CB_ENABLED);
 
 	snprintf(status_text, sizeof(status_text), "%d", status);
 	metric_add(m_requests, 1, route, r->method, status_text);
@@ -855,6 +889,18 @@ dispatch_cb(struct evhttp_request *ev, void *arg)
 	r->server = s;
 	r->ev = ev;
 	r->start_us = now_mono_us();
+	/*
+	 * evhttp dispatches right after consuming the request's last bytes, so the
+	 * connection in_cb saw last is this one (checked). Until the reply only hookd writes
+	 * on it: its output callback rests, which keeps the callbacks off the hot path.
+	 */
+	if (s->reading != NULL && s->reading->evcon == evhttp_request_get_connection(ev) &&
+	    s->reading->req == NULL) {
+		r->conn = s->reading;
+		r->conn->req = r;
+		evbuffer_cb_set_flags(bufferevent_get_output(r->conn->bev), r->conn->out_cb, 0);
+	}
+	s->reading = NULL;
 	r->method = method_name(evhttp_request_get_command(ev));
 	r->path = xstrdup(path && *path ? path : "/");
 	r->query_raw = query ? xstrdup(query) : NULL;
