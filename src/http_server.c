@@ -305,7 +305,8 @@ adopt_cb(evutil_socket_t fd, short what, void *arg)
  * hookd never sends HTML, so such a page is recognised and replaced by hookd's JSON
  * error before it reaches the socket. A callback on the output buffer notes output
  * hookd did not write (everything hookd writes goes through send_reply, which raises
- * s->replying; interim 1xx lines pass); fixup_cb, made active at once, runs in the same
+ * s->replying; interim 1xx lines pass; while a dispatched request waits for its reply
+ * the callback rests, as only hookd writes then); fixup_cb, made active at once, runs in the same
  * loop pass, after evhttp has finished the page and before the socket can be written
  * again, and swaps the page for the JSON answer. A callback on the input buffer counts
  * what evhttp consumed of the current request, which tells a header block that was too
