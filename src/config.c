@@ -8,8 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/util.h>
+#include <libpq-fe.h>
+
 #include "hookd/config.h"
 #include "hookd/log.h"
+#include "hookd/netguard.h"
+#include "hookd/subscription_input.h"
 
 #define KEY(name, type, min, max, def, reload, env, help)                                          \
 	{                                                                                          \
@@ -363,15 +368,218 @@ config_apply_env(struct config *cfg, char **err)
 	return 0;
 }
 
+/* Parse one "host:port" ("*:port", "[v6]:port", "localhost:port") into l. */
+static int
+listen_addr_parse(const char *text, struct config_listen *l)
+{
+	char buf[sizeof(l->text) + 16];
+
+	if (strncmp(text, "*:", 2) == 0)
+		snprintf(buf, sizeof(buf), "0.0.0.0:%s", text + 2);
+	else if (strncmp(text, "localhost:", 10) == 0)
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", text + 10);
+	else if (strrchr(text, ':') == NULL)
+		return -1;
+	else
+		snprintf(buf, sizeof(buf), "%s", text);
+	l->addrlen = (int)sizeof(l->addr);
+	return evutil_parse_sockaddr_port(buf, (struct sockaddr *)&l->addr, &l->addrlen);
+}
+
+int
+config_listen_parse(const char *addrs, struct config_listen *out, int *n, char **err)
+{
+	const char *p = addrs;
+
+	*n = 0;
+	while (*p != '\0') {
+		const char *end = strchr(p, ','), *a = p, *b;
+		struct config_listen *l;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		b = end;
+		while (a < b && isspace((unsigned char)*a))
+			a++;
+		while (b > a && isspace((unsigned char)b[-1]))
+			b--;
+		p = *end == ',' ? end + 1 : end;
+		if (a == b)
+			continue;
+		if (*n == CONFIG_MAX_LISTEN) {
+			set_error(
+			    err, "listen: too many addresses (at most %d)", CONFIG_MAX_LISTEN);
+			return -1;
+		}
+		l = &out[*n];
+		if ((size_t)(b - a) >= sizeof(l->text)) {
+			set_error(err, "listen: address \"%.40s...\" is too long", a);
+			return -1;
+		}
+		memcpy(l->text, a, (size_t)(b - a));
+		l->text[b - a] = '\0';
+		if (listen_addr_parse(l->text, l) != 0) {
+			set_error(err,
+			    "listen: cannot parse \"%s\" (want host:port, [v6]:port, *:port or "
+			    "localhost:port, with a numeric host)",
+			    l->text);
+			return -1;
+		}
+		(*n)++;
+	}
+	if (*n == 0) {
+		set_error(err, "listen must name at least one address");
+		return -1;
+	}
+	return 0;
+}
+
+/* Where a password sits in a libpq URL or key=value string: [*at, *at + *len). */
+static void
+find_password(const char *url, const char **at, size_t *len)
+{
+	const char *p, *scheme = strstr(url, "://");
+
+	*at = NULL;
+	*len = 0;
+	if (scheme != NULL) {
+		const char *auth = scheme + 3, *end = auth + strcspn(auth, "/?#"), *amp;
+		const char *atsign = memchr(auth, '@', (size_t)(end - auth));
+		const char *colon = atsign ? memchr(auth, ':', (size_t)(atsign - auth)) : NULL;
+
+		if (colon != NULL) {
+			*at = colon + 1;
+			*len = (size_t)(atsign - colon - 1);
+			return;
+		}
+		if ((p = strstr(end, "password=")) != NULL) {
+			*at = p + 9;
+			amp = strchr(*at, '&');
+			*len = amp ? (size_t)(amp - *at) : strlen(*at);
+		}
+		return;
+	}
+	for (p = strstr(url, "password"); p != NULL; p = strstr(p + 1, "password")) {
+		const char *v = p + 8;
+
+		while (*v == ' ')
+			v++;
+		if (*v != '=')
+			continue;
+		for (v++; *v == ' '; v++)
+			;
+		if (*v == '\'') {
+			const char *q = strchr(v + 1, '\'');
+
+			*at = v + 1;
+			*len = q ? (size_t)(q - v - 1) : strlen(v + 1);
+		} else {
+			*at = v;
+			*len = strcspn(v, " \t\n");
+		}
+		return;
+	}
+}
+
+/* libpq's parse error for url, with any copy of its password replaced by "***". */
+static char *
+conninfo_error(const char *url, const char *msg)
+{
+	const char *pw;
+	size_t pwlen, mlen = strlen(msg);
+	char *out = xmalloc(mlen * 3 + 1), *o = out;
+
+	find_password(url, &pw, &pwlen);
+	for (const char *m = msg; *m != '\0';) {
+		if (pwlen > 0 && strncmp(m, pw, pwlen) == 0) {
+			memcpy(o, "***", 3);
+			o += 3;
+			m += pwlen;
+		} else {
+			*o++ = *m++;
+		}
+	}
+	while (o > out && isspace((unsigned char)o[-1]))
+		o--;
+	*o = '\0';
+	return out;
+}
+
+/* A CIDR list key (comma separated, or a Postgres array literal). */
+static int
+validate_cidrs(const char *name, const char *text, char **err)
+{
+	struct cidr *list = NULL;
+	int n = 0;
+
+	if (text == NULL || *text == '\0')
+		return 0;
+	if (cidr_list_parse(text, &list, &n) != 0) {
+		if (n < 0)
+			set_error(err, "%s: cannot parse \"%s\" as a list of networks", name, text);
+		else
+			set_error(err,
+			    "%s: element %d of \"%s\" is not a network (want an address or "
+			    "address/bits, e.g. 10.0.0.0/8 or ::1/128)",
+			    name, n + 1, text);
+		return -1;
+	}
+	free(list);
+	return 0;
+}
+
 int
 config_validate(const struct config *cfg, char **err)
 {
+	struct config_listen addrs[CONFIG_MAX_LISTEN];
+	char **types;
+	int n, rc = 0;
+
 	if (cfg->db_reconnect_min > cfg->db_reconnect_max) {
 		set_error(err, "db_reconnect_min must not exceed db_reconnect_max");
 		return -1;
 	}
-	if (*cfg->listen == '\0') {
-		set_error(err, "listen must name at least one address");
+	if (config_listen_parse(cfg->listen, addrs, &n, err) != 0)
+		return -1;
+	if (*cfg->database_url != '\0') {
+		char *msg = NULL;
+		PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &msg);
+
+		if (opts == NULL) {
+			/* libpq may quote the string, password included: mask it. */
+			char *why = conninfo_error(cfg->database_url, msg ? msg : "out of memory");
+
+			set_error(err, "database_url: libpq cannot parse it: %s", why);
+			free(why);
+			PQfreemem(msg);
+			return -1;
+		}
+		PQconninfoFree(opts);
+	}
+	if (validate_cidrs("trusted_proxies", cfg->trusted_proxies, err) != 0 ||
+	    validate_cidrs("outbound_allow_networks", cfg->outbound_allow_networks, err) != 0)
+		return -1;
+	types = subscription_event_types_split(cfg->event_types, &n);
+	for (int i = 0; i < n; i++) {
+		if (rc == 0 && !subscription_event_type_valid(types[i])) {
+			set_error(err,
+			    "event_types: \"%.80s\" is not an event type (a letter, digit or '_', "
+			    "then also '.', ':', '/' or '-'; at most %d bytes)",
+			    types[i], SUB_EVENT_TYPE_MAX_LEN);
+			rc = -1;
+		}
+		free(types[i]);
+	}
+	free(types);
+	if (rc != 0)
+		return -1;
+	if (*cfg->outbound_ca_file != '\0' && access(cfg->outbound_ca_file, R_OK) != 0) {
+		set_error(err, "outbound_ca_file: cannot read %s: %s", cfg->outbound_ca_file,
+		    strerror(errno));
+		return -1;
+	}
+	if (*cfg->master_key_file == '\0' && getenv("HOOKD_MASTER_KEY") == NULL) {
+		set_error(err, "master_key_file must name a file (or set HOOKD_MASTER_KEY)");
 		return -1;
 	}
 	return 0;

@@ -136,8 +136,9 @@ struct db {
 	int nstmts;
 	struct req_list queue, failed;
 	int nqueued, ninflight, nfailed_reqs;
-	int ready;   /* connections in PCONN_READY */
-	int nfailed; /* connections with failed set */
+	int peak_groups; /* most user groups one connection has had in flight at once */
+	int ready;       /* connections in PCONN_READY */
+	int nfailed;     /* connections with failed set */
 	struct event *queue_timer, *defer;
 	struct state_hook *hooks;
 	int in_cb; /* user callbacks on the stack */
@@ -186,6 +187,11 @@ metrics_register(void)
 	m_errors = metric_counter("hookd_db_errors_total",
 	    "Failed statement groups by kind (sql, lost, unavailable) and failed connects.",
 	    "kind");
+	/* Every kind from the start, at zero: a rate() over it needs the series to exist. */
+	metric_add(m_errors, 0, "sql");
+	metric_add(m_errors, 0, "lost");
+	metric_add(m_errors, 0, "unavailable");
+	metric_add(m_errors, 0, "connect");
 	m_duration = metric_histogram("hookd_db_query_duration_seconds",
 	    "Statement group latency, queueing included.", NULL, metrics_latency_buckets,
 	    metrics_latency_nbuckets);
@@ -775,6 +781,8 @@ send_group(struct pconn *pc, struct db_req *r)
 	r->where = REQ_SENT;
 	TAILQ_INSERT_TAIL(&pc->inflight, r, entry);
 	pc->ngroups++;
+	if (pc->ngroups > db->peak_groups)
+		db->peak_groups = pc->ngroups;
 	db->ninflight++;
 	metric_add(m_queries, r->nstmts);
 	db_conn_flush(pc->conn);
@@ -1173,6 +1181,12 @@ int
 db_busy(const struct db *db)
 {
 	return db->nqueued + db->ninflight + db->nfailed_reqs;
+}
+
+int
+db_peak_pipeline(const struct db *db)
+{
+	return db->peak_groups;
 }
 
 const char *

@@ -19,20 +19,23 @@
 #include <event2/util.h>
 #include <sodium.h>
 
+#include "hookd/config.h"
 #include "hookd/http_server.h"
 #include "hookd/json.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
 #include "hookd/router.h"
 
-#define MAX_LISTENERS 16
-
 /*
- * evhttp refuses bodies above its own cap with an HTML page we cannot replace
- * (libevent 2.1 has no error callback), so its cap sits well above ours: bodies
- * between the two are read and refused here with a JSON 413.
+ * evhttp's own body cap sits above ours: bodies between the two are read and refused
+ * by dispatch_cb, with the request's method, path and X-Request-Id in the log; bodies
+ * above it are refused by evhttp as soon as their Content-Length is seen, and that
+ * answer is rewritten into JSON (see "evhttp's own answers" below).
  */
 #define EVHTTP_CAP_FACTOR 4
+
+/* Room for an evhttp error page (they are a few hundred bytes). */
+#define EVHTTP_PAGE_MAX 2048
 
 struct route_entry {
 	http_handler fn;
@@ -45,24 +48,31 @@ struct http_server {
 	struct router *router;
 	struct route_entry **entries;
 	int nentries;
-	struct evhttp_bound_socket *bound[MAX_LISTENERS];
+	struct evhttp_bound_socket *bound[CONFIG_MAX_LISTEN];
 	int nbound;
 	struct http_limits lim;
 	int (*auth)(const char *token, void *arg);
 	void *auth_arg;
 	struct http_conn *conns; /* open client connections */
 	int nconns;
-	struct bufferevent **fresh; /* accepted this loop pass, not yet adopted */
+	struct http_conn **fresh; /* accepted this loop pass, not yet adopted */
 	int nfresh, freshcap;
 	struct event *ev_adopt;
-	int inflight; /* requests dispatched, not yet replied */
-	int paused;   /* listeners disabled at max_connections */
-	int draining; /* SIGTERM: no new connections, replies close */
+	struct http_conn **fixups; /* connections with an evhttp page to rewrite */
+	int nfixups, fixupcap;
+	struct event *ev_fixup;
+	struct http_conn *reading; /* whose input evhttp consumed last (see dispatch_cb) */
+	int replying;              /* send_reply is writing: the output is hookd's */
+	int rewriting;             /* fixup_cb is writing */
+	int inflight;              /* requests dispatched, not yet replied */
+	int paused;                /* listeners disabled at max_connections */
+	int draining;              /* SIGTERM: no new connections, replies close */
 };
 
 struct http_req {
 	struct http_server *server;
 	struct evhttp_request *ev;
+	struct http_conn *conn; /* its connection, when known; NULL once that closes */
 	struct route_match match;
 	int matched;
 	const char *method;
@@ -76,11 +86,19 @@ struct http_req {
 	size_t body_len;
 };
 
-/* One per client connection, freed by evhttp's close callback. */
+/* One per client connection, made in bev_cb, freed by evhttp's close callback. */
 struct http_conn {
-	struct http_server *server; /* NULL once the server is gone */
-	struct evhttp_connection *evcon;
+	struct http_server *server;      /* NULL once the server is gone */
+	struct evhttp_connection *evcon; /* NULL until adopted */
+	struct bufferevent *bev;
+	struct evbuffer_cb_entry *out_cb, *in_cb;
 	struct http_conn *prev, *next;
+	struct http_req *req; /* the request dispatched on it, until replied to */
+	size_t consumed;      /* bytes evhttp has read off the input since hookd last replied */
+	uint64_t start_us;    /* when it began reading them (loop_now_us) */
+	size_t del[2];        /* the sizes of its last two reads off the input, newest first */
+	ssize_t foreign;      /* offset in the output of bytes hookd did not write, or -1 */
+	int queued;           /* in s->fixups */
 };
 
 static struct metric *m_requests, *m_duration, *m_conns, *m_inflight;
@@ -142,9 +160,12 @@ status_phrase(int status)
 	case 410: return "Gone";
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
 	case 422: return "Unprocessable Entity";
 	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
@@ -193,15 +214,40 @@ conn_closed(struct http_server *s)
 		listeners_set_paused(s, 0);
 }
 
+/* Forget the buffer callbacks (the bufferevent outlives the connection struct). */
+static void
+conn_release(struct http_conn *c)
+{
+	evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+	evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
+}
+
+static void
+fixup_dequeue(struct http_server *s, struct http_conn *c)
+{
+	for (int i = 0; c->queued && i < s->nfixups; i++) {
+		if (s->fixups[i] == c) {
+			s->fixups[i] = s->fixups[--s->nfixups];
+			c->queued = 0;
+		}
+	}
+}
+
 static void
 conn_close_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct http_conn *c = arg;
 	struct http_server *s = c->server;
 
+	conn_release(c);
+	if (c->req != NULL)
+		c->req->conn = NULL;
 	if (s != NULL) {
 		conn_unlink(s, c);
 		conn_closed(s);
+		fixup_dequeue(s, c);
+		if (s->reading == c)
+			s->reading = NULL;
 	}
 	free(c);
 }
@@ -222,16 +268,14 @@ adopt_cb(evutil_socket_t fd, short what, void *arg)
 	struct http_server *s = arg;
 
 	for (int i = 0; i < s->nfresh; i++) {
-		struct bufferevent *bev = s->fresh[i];
+		struct http_conn *c = s->fresh[i];
+		struct bufferevent *bev = c->bev;
 		void *cbarg = NULL;
 		struct evhttp_connection *evcon;
 
 		bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
 		evcon = cbarg;
 		if (evcon != NULL && evhttp_connection_get_bufferevent(evcon) == bev) {
-			struct http_conn *c = xcalloc(1, sizeof(*c));
-
-			c->server = s;
 			c->evcon = evcon;
 			c->next = s->conns;
 			if (s->conns != NULL)
@@ -239,11 +283,286 @@ adopt_cb(evutil_socket_t fd, short what, void *arg)
 			s->conns = c;
 			evhttp_connection_set_closecb(evcon, conn_close_cb, c);
 		} else {
+			conn_release(c);
+			fixup_dequeue(s, c);
+			free(c);
 			conn_closed(s);
 		}
 		bufferevent_decref(bev);
 	}
 	s->nfresh = 0;
+}
+
+/* --- evhttp's own answers ------------------------------------------------------------- */
+
+/*
+ * evhttp answers some bad input itself, and libevent 2.1 has no error callback: a body
+ * above its cap, a request line or header block it cannot parse or that exceeds
+ * http_max_header_size, an unknown method, an Expect other than 100-continue. It writes
+ * an HTML page (evhttp_send_error: Content-Type text/html, Connection: close) straight
+ * into the connection's output buffer and closes the connection once it is sent.
+ *
+ * hookd never sends HTML, so such a page is recognised and replaced by hookd's JSON
+ * error before it reaches the socket. A callback on the output buffer notes output
+ * hookd did not write (everything hookd writes goes through send_reply, which raises
+ * s->replying; interim 1xx lines pass; while a dispatched request waits for its reply
+ * the callback rests, as only hookd writes then); fixup_cb, made active at once, runs in the same
+ * loop pass, after evhttp has finished the page and before the socket can be written
+ * again, and swaps the page for the JSON answer. A callback on the input buffer counts
+ * what evhttp consumed of the current request, which tells a header block that was too
+ * large (431) from one that was malformed (400): evhttp reports both as 400.
+ *
+ * A bufferevent_filter wrapping the socket cannot do this in libevent 2.1.12: evhttp
+ * takes the filter's drained output for "sent" and frees the connection (shutting the
+ * socket down) before the socket bufferevent below has written a Connection: close
+ * reply, and a reply written while the filter's writing was disabled is not moved on
+ * when evhttp enables it, so keep-alive replies hang.
+ */
+
+/* Copy up to n bytes at off out of buf (frozen or not); returns how many. */
+static size_t
+peek_at(struct evbuffer *buf, size_t off, char *dst, size_t n)
+{
+	struct evbuffer_iovec v[16];
+	struct evbuffer_ptr p;
+	size_t got = 0;
+	int nv;
+
+	if (evbuffer_ptr_set(buf, &p, off, EVBUFFER_PTR_SET) != 0)
+		return 0;
+	nv = evbuffer_peek(buf, (ev_ssize_t)n, &p, v, (int)ARRAY_SIZE(v));
+	for (int i = 0; i < nv && i < (int)ARRAY_SIZE(v) && got < n; i++) {
+		size_t k = v[i].iov_len < n - got ? v[i].iov_len : n - got;
+
+		memcpy(dst + got, v[i].iov_base, k);
+		got += k;
+	}
+	return got;
+}
+
+/* 1 when the output at off starts an interim (1xx) response, e.g. 100 Continue. */
+static int
+interim_response(struct evbuffer *buf, size_t off)
+{
+	char head[10];
+
+	return peek_at(buf, off, head, sizeof(head)) == sizeof(head) &&
+	       memcmp(head, "HTTP/1.", 7) == 0 && head[8] == ' ' && head[9] == '1';
+}
+
+static void
+out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct http_conn *c = arg;
+	struct http_server *s = c->server;
+
+	if (s == NULL)
+		return;
+	if (info->n_deleted > 0 && c->foreign > 0)
+		c->foreign -= (ssize_t)(info->n_deleted < (size_t)c->foreign ? info->n_deleted
+		                                                             : (size_t)c->foreign);
+	if (info->n_added == 0 || s->rewriting)
+		return;
+	if (s->replying) {
+		/* hookd answers: the request is read; what evhttp reads next is the next one. */
+		c->consumed = 0;
+		c->del[0] = c->del[1] = 0;
+		return;
+	}
+	if (c->foreign >= 0 || interim_response(buf, info->orig_size))
+		return;
+	c->foreign = (ssize_t)info->orig_size;
+	if (!c->queued) {
+		if (s->nfixups == s->fixupcap) {
+			s->fixupcap = s->fixupcap ? s->fixupcap * 2 : 8;
+			s->fixups = xrealloc(s->fixups, (size_t)s->fixupcap * sizeof(*s->fixups));
+		}
+		s->fixups[s->nfixups++] = c;
+		c->queued = 1;
+		event_active(s->ev_fixup, EV_TIMEOUT, 0);
+	}
+}
+
+/* The loop's cached clock (per loop pass), in microseconds: cheap enough for in_cb. */
+static uint64_t
+loop_now_us(const struct http_server *s)
+{
+	struct timeval tv;
+
+	if (s == NULL || event_base_gettimeofday_cached(s->base, &tv) != 0)
+		return 0;
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+static void
+in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct http_conn *c = arg;
+
+	if (info->n_deleted == 0)
+		return;
+	if (c->server != NULL)
+		c->server->reading = c;
+	if (c->consumed == 0)
+		c->start_us = loop_now_us(c->server);
+	c->consumed += info->n_deleted;
+	c->del[1] = c->del[0];
+	c->del[0] = info->n_deleted;
+}
+
+/*
+ * evhttp says 400 both for a malformed request and for a request line or header block
+ * over http_max_header_size. It refuses a block as too large when the lines it has read
+ * exceed the limit, or when they and an unfinished line still buffered (no newline yet)
+ * do. It reads a line as two removals, the text and then its line end; an empty line
+ * (the end of a block, after which a bad Content-Length is also a 400) shows as a line
+ * end after a line end, and then the block was not too large.
+ */
+static int
+header_too_large(const struct http_server *s, const struct http_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t max = s->lim.max_header;
+
+	if (c->del[0] > 0 && c->del[0] <= 2 && c->del[1] <= 2)
+		return 0;
+	if (c->consumed > max)
+		return 1;
+	return c->consumed + evbuffer_get_length(in) > max &&
+	       evbuffer_search(in, "\n", 1, NULL).pos < 0;
+}
+
+/* Replace evhttp's error page at c->foreign with hookd's JSON error. */
+static void
+rewrite_page(struct http_server *s, struct http_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev), *head = NULL;
+	size_t len = evbuffer_get_length(out), off = (size_t)c->foreign, n, blen;
+	struct json_object *o;
+	char page[EVHTTP_PAGE_MAX], date[96] = "", msg[256], id[17], status_text[8], *end, *p;
+	const char *code, *peer = "";
+	unsigned char raw[8];
+	int status, evstatus, frozen;
+	double secs;
+	char *text, probe;
+
+	c->foreign = -1;
+	if (off >= len)
+		return;
+	n = peek_at(out, off, page, len - off < sizeof(page) - 1 ? len - off : sizeof(page) - 1);
+	page[n] = '\0';
+	end = strstr(page, "\r\n\r\n");
+	if (strncmp(page, "HTTP/1.", 7) != 0 || page[8] != ' ' || end == NULL)
+		return;
+	*end = '\0';
+	/* Only evhttp's page: anything else is passed as it is. */
+	if (strstr(page, "\r\nContent-Type: text/html") == NULL)
+		return;
+	evstatus = atoi(page + 9);
+	if ((p = strstr(page, "\r\nDate: ")) != NULL) {
+		size_t dl = strcspn(p + 2, "\r");
+
+		if (dl < sizeof(date) - 3)
+			snprintf(date, sizeof(date), "%.*s\r\n", (int)dl, p + 2);
+	}
+
+	status = evstatus;
+	switch (evstatus) {
+	case 400:
+		if (header_too_large(s, c)) {
+			status = 431;
+			code = "request_header_too_large";
+			snprintf(msg, sizeof(msg),
+			    "the request line and headers exceed the limit of %zu bytes",
+			    s->lim.max_header);
+		} else {
+			code = "bad_request";
+			snprintf(msg, sizeof(msg),
+			    "malformed HTTP request: the request line, a "
+			    "header or the body framing cannot be parsed");
+		}
+		break;
+	case 413:
+		code = "payload_too_large";
+		snprintf(msg, sizeof(msg), "request body exceeds the limit of %zu bytes",
+		    s->lim.max_body);
+		break;
+	case 417:
+		code = "expectation_failed";
+		snprintf(msg, sizeof(msg), "the only Expect supported is 100-continue");
+		break;
+	case 501:
+		code = "not_implemented";
+		snprintf(msg, sizeof(msg), "the request method is not supported");
+		break;
+	default:
+		code = "http_error";
+		snprintf(msg, sizeof(msg), "%s",
+		    status_phrase(evstatus) ? status_phrase(evstatus) : "refused");
+		break;
+	}
+	random_ids(raw, sizeof(raw));
+	hex_encode(raw, sizeof(raw), id);
+	o = json_object_new_object();
+	json_set_str(o, "error", code);
+	json_set_str(o, "message", msg);
+	text = json_compact(o, &blen);
+	json_object_put(o);
+
+	/*
+	 * bufferevent_socket keeps the start of its output frozen between writes (after
+	 * bufferevent_setfd it is not, until the first write): thaw it for the swap and
+	 * leave it as it was.
+	 */
+	frozen = evbuffer_copyout(out, &probe, 1) < 0;
+	if (frozen)
+		evbuffer_unfreeze(out, 1);
+	s->rewriting = 1;
+	if (off > 0) {
+		head = evbuffer_new();
+		evbuffer_remove_buffer(out, head, off);
+	}
+	evbuffer_drain(out, evbuffer_get_length(out));
+	if (head != NULL) {
+		evbuffer_add_buffer(out, head);
+		evbuffer_free(head);
+	}
+	evbuffer_add_printf(out,
+	    "%.8s %d %s\r\n%sContent-Type: application/json\r\nContent-Length: %zu\r\n"
+	    "X-Request-Id: %s\r\nConnection: close\r\n\r\n",
+	    page, status, status_phrase(status) ? status_phrase(status) : "Error", date, blen, id);
+	evbuffer_add(out, text, blen);
+	s->rewriting = 0;
+	if (frozen)
+		evbuffer_freeze(out, 1);
+	free(text);
+
+	secs = c->consumed > 0 ? (double)(loop_now_us(s) - c->start_us) / 1e6 : 0;
+	if (c->evcon != NULL) {
+		char *addr = NULL;
+		ev_uint16_t port;
+
+		evhttp_connection_get_peer(c->evcon, &addr, &port);
+		peer = addr ? addr : "";
+	}
+	snprintf(status_text, sizeof(status_text), "%d", status);
+	metric_add(m_requests, 1, "unmatched", "-", status_text);
+	metric_observe(m_duration, secs, "unmatched");
+	log_access(id, "-", "-", status, blen, secs * 1000.0, peer);
+	c->consumed = 0;
+}
+
+static void
+fixup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+
+	while (s->nfixups > 0) {
+		struct http_conn *c = s->fixups[--s->nfixups];
+
+		c->queued = 0;
+		rewrite_page(s, c);
+	}
 }
 
 /* evhttp asks for each accepted connection's bufferevent: count it, adopt it soon. */
@@ -252,16 +571,23 @@ bev_cb(struct event_base *base, void *arg)
 {
 	struct http_server *s = arg;
 	struct bufferevent *bev;
+	struct http_conn *c;
 
 	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	c->server = s;
+	c->bev = bev;
+	c->foreign = -1;
+	c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), out_cb, c);
+	c->in_cb = evbuffer_add_cb(bufferevent_get_input(bev), in_cb, c);
 	if (s->nfresh == s->freshcap) {
 		s->freshcap = s->freshcap ? s->freshcap * 2 : 64;
 		s->fresh = xrealloc(s->fresh, (size_t)s->freshcap * sizeof(*s->fresh));
 	}
 	bufferevent_incref(bev);
-	s->fresh[s->nfresh++] = bev;
+	s->fresh[s->nfresh++] = c;
 	event_active(s->ev_adopt, EV_TIMEOUT, 0);
 	s->nconns++;
 	if (s->nconns >= s->lim.max_connections)
@@ -300,25 +626,49 @@ req_free(struct http_req *r)
 	free(r);
 }
 
+/*
+ * Send the reply, then account for it. evhttp_send_reply may free the evhttp request
+ * (and with it the connection's peer string) when the client is gone, so everything
+ * the metrics and the access line need is taken before it, and r->ev is not touched
+ * after it.
+ */
 static void
 send_reply(struct http_req *r, int status, struct evbuffer *body)
 {
 	struct http_server *s = r->server;
+	struct http_conn *c = r->conn;
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
 	size_t bytes = body ? evbuffer_get_length(body) : 0;
 	double secs = (double)(now_mono_us() - r->start_us) / 1e6;
 	const char *route = r->matched ? r->match.pattern : "unmatched";
-	char status_text[8];
+	char status_text[8], peer[INET6_ADDRSTRLEN + 32];
+	size_t peer_len;
 
+	peer_len = strnlen(http_req_peer(r), sizeof(peer) - 1);
+	memcpy(peer, http_req_peer(r), peer_len);
+	peer[peer_len] = '\0';
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	if (s->draining)
 		evhttp_add_header(out, "Connection", "close");
+	if (c != NULL) {
+		/* The request is read: what evhttp reads next is the next one. */
+		c->consumed = 0;
+		c->del[0] = c->del[1] = 0;
+		c->req = NULL;
+	}
+	s->replying = 1;
 	evhttp_send_reply(r->ev, status, status_phrase(status), body);
+	s->replying = 0;
+	r->ev = NULL;
+	/* evhttp sends later, never from inside evhttp_send_reply: c is still there. */
+	if (c != NULL)
+		evbuffer_cb_set_flags(
+		    bufferevent_get_output(c->bev), c->out_cb, EVBUFFER_CB_ENABLED);
 
 	snprintf(status_text, sizeof(status_text), "%d", status);
 	metric_add(m_requests, 1, route, r->method, status_text);
 	metric_observe(m_duration, secs, route);
-	log_access(r->id, r->method, r->path, status, bytes, secs * 1000.0, http_req_peer(r));
+	log_access(r->id, r->method, r->path, status, bytes, secs * 1000.0, peer);
 	s->inflight--;
 	req_free(r);
 }
@@ -540,6 +890,18 @@ dispatch_cb(struct evhttp_request *ev, void *arg)
 	r->server = s;
 	r->ev = ev;
 	r->start_us = now_mono_us();
+	/*
+	 * evhttp dispatches right after consuming the request's last bytes, so the
+	 * connection in_cb saw last is this one (checked). Until the reply only hookd writes
+	 * on it: its output callback rests, which keeps the callbacks off the hot path.
+	 */
+	if (s->reading != NULL && s->reading->evcon == evhttp_request_get_connection(ev) &&
+	    s->reading->req == NULL) {
+		r->conn = s->reading;
+		r->conn->req = r;
+		evbuffer_cb_set_flags(bufferevent_get_output(r->conn->bev), r->conn->out_cb, 0);
+	}
+	s->reading = NULL;
 	r->method = method_name(evhttp_request_get_command(ev));
 	r->path = xstrdup(path && *path ? path : "/");
 	r->query_raw = query ? xstrdup(query) : NULL;
@@ -615,14 +977,20 @@ http_server_new(struct event_base *base, const struct http_limits *lim)
 		log_error("http: evhttp_new failed");
 		abort();
 	}
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	                                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	/*
+	 * Every method evhttp knows reaches the router (405 with Allow, or 404) but CONNECT,
+	 * whose replies evhttp sends without a Content-Length; evhttp refuses it and
+	 * unknown methods itself (501, rewritten into JSON).
+	 */
+	evhttp_set_allowed_methods(s->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+	        EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
 	evhttp_set_default_content_type(s->http, "application/json");
 	evhttp_set_gencb(s->http, dispatch_cb, s);
 	evhttp_set_bevcb(s->http, bev_cb, s);
 	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	s->ev_adopt = event_new(base, -1, 0, adopt_cb, s);
+	s->ev_fixup = event_new(base, -1, 0, fixup_cb, s);
 	apply_limits(s);
 	return s;
 }
@@ -657,81 +1025,39 @@ http_server_route(struct http_server *s, const char *method, const char *pattern
 	s->entries[s->nentries++] = e;
 }
 
-/* Parse one "host:port" ("*:port", "[v6]:port", "localhost:port") into sa. */
-static int
-parse_listen_addr(const char *text, struct sockaddr_storage *ss, int *sslen)
-{
-	char buf[256];
-	const char *colon;
-
-	if (strlen(text) >= sizeof(buf))
-		return -1;
-	if (strncmp(text, "*:", 2) == 0) {
-		snprintf(buf, sizeof(buf), "0.0.0.0:%s", text + 2);
-	} else if (strncmp(text, "localhost:", 10) == 0) {
-		snprintf(buf, sizeof(buf), "127.0.0.1:%s", text + 10);
-	} else {
-		colon = strrchr(text, ':');
-		if (colon == NULL)
-			return -1;
-		snprintf(buf, sizeof(buf), "%s", text);
-	}
-	*sslen = (int)sizeof(*ss);
-	return evutil_parse_sockaddr_port(buf, (struct sockaddr *)ss, sslen);
-}
-
 int
 http_server_listen(struct http_server *s, const char *addrs, char *err, size_t errlen)
 {
-	char *copy = xstrdup(addrs), *save = NULL;
-	int rc = -1;
+	struct config_listen l[CONFIG_MAX_LISTEN];
+	char *why = NULL;
+	int n;
 
-	for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-		struct sockaddr_storage ss;
-		struct evconnlistener *l;
-		int sslen;
+	if (config_listen_parse(addrs, l, &n, &why) != 0) {
+		snprintf(err, errlen, "%s", why ? why : "listen: invalid");
+		free(why);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct evconnlistener *lev;
 
-		while (*t == ' ')
-			t++;
-		for (char *e = t + strlen(t); e > t && e[-1] == ' ';)
-			*--e = '\0';
-		if (*t == '\0')
-			continue;
-		if (s->nbound == MAX_LISTENERS) {
-			snprintf(
-			    err, errlen, "too many listen addresses (at most %d)", MAX_LISTENERS);
-			goto out;
-		}
-		if (parse_listen_addr(t, &ss, &sslen) != 0) {
-			snprintf(
-			    err, errlen, "cannot parse listen address \"%s\" (want host:port)", t);
-			goto out;
-		}
-		l = evconnlistener_new_bind(s->base, NULL, NULL,
+		lev = evconnlistener_new_bind(s->base, NULL, NULL,
 		    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-		    (struct sockaddr *)&ss, sslen);
-		if (l == NULL) {
-			snprintf(err, errlen, "cannot listen on %s: %s", t,
+		    (struct sockaddr *)&l[i].addr, l[i].addrlen);
+		if (lev == NULL) {
+			snprintf(err, errlen, "cannot listen on %s: %s", l[i].text,
 			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-			goto out;
+			return -1;
 		}
-		s->bound[s->nbound] = evhttp_bind_listener(s->http, l);
+		s->bound[s->nbound] = evhttp_bind_listener(s->http, lev);
 		if (s->bound[s->nbound] == NULL) {
-			evconnlistener_free(l);
-			snprintf(err, errlen, "cannot serve HTTP on %s", t);
-			goto out;
+			evconnlistener_free(lev);
+			snprintf(err, errlen, "cannot serve HTTP on %s", l[i].text);
+			return -1;
 		}
 		s->nbound++;
-		log_info("http: listening on %s", t);
+		log_info("http: listening on %s", l[i].text);
 	}
-	if (s->nbound == 0) {
-		snprintf(err, errlen, "no listen address given");
-		goto out;
-	}
-	rc = 0;
-out:
-	free(copy);
-	return rc;
+	return 0;
 }
 
 int
@@ -772,9 +1098,7 @@ http_server_flushed(const struct http_server *s)
 	if (s->inflight > 0)
 		return 0;
 	for (const struct http_conn *c = s->conns; c != NULL; c = c->next) {
-		struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
-
-		if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
 			return 0;
 	}
 	return 1;
@@ -793,12 +1117,17 @@ http_server_free(struct http_server *s)
 		return;
 	/* Connections freed by evhttp_free (perhaps later) must not reach into the server. */
 	adopt_cb(-1, 0, s);
-	for (struct http_conn *c = s->conns; c != NULL; c = c->next)
+	for (struct http_conn *c = s->conns; c != NULL; c = c->next) {
 		c->server = NULL;
+		c->queued = 0;
+	}
 	s->conns = NULL;
+	s->nfixups = 0;
 	evhttp_free(s->http);
 	event_free(s->ev_adopt);
+	event_free(s->ev_fixup);
 	free(s->fresh);
+	free(s->fixups);
 	router_free(s->router);
 	for (int i = 0; i < s->nentries; i++)
 		free(s->entries[i]);

@@ -49,7 +49,7 @@ static struct app app_state;
 static struct event *ev_hup, *ev_term, *ev_int, *ev_janitor, *ev_drain;
 static uint64_t drain_deadline_ms;
 static int exit_status;
-static int verbose_flag;
+static int verbose; /* -v given this many times */
 
 static void
 usage(FILE *f)
@@ -61,7 +61,7 @@ usage(FILE *f)
 	           "  -c FILE  configuration file (key = value); environment overrides it\n"
 	           "           (DATABASE_URL, HOOKD_<KEY>)\n"
 	           "  -n       check the configuration and exit\n"
-	           "  -v       more logging (repeatable)\n"
+	           "  -v       one log level more than log_level per -v (repeatable)\n"
 	           "  -V       print the versions of hookd and its libraries\n"
 	           "  -h       this help\n");
 }
@@ -77,6 +77,15 @@ versions(void)
 	printf("json-c %s\n", json_c_version());
 	printf("libsodium %s\n", sodium_version_string());
 	printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+}
+
+/* log_level raised one step per -v (error, warn, info, debug), at most to debug. */
+static enum log_level
+log_level_for(int64_t configured)
+{
+	int64_t level = configured + verbose;
+
+	return level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : (enum log_level)level;
 }
 
 /* Room for http_max_connections plus the pool and some slack. */
@@ -216,7 +225,7 @@ reload(struct app *app)
 	}
 	config_free(&app->cfg);
 	app->cfg = nc;
-	log_set_level(verbose_flag ? LOG_LEVEL_DEBUG : (enum log_level)app->cfg.log_level);
+	log_set_level(log_level_for(app->cfg.log_level));
 	http_limits_from(&app->cfg, &lim);
 	http_server_set_limits(app->http, &lim);
 	app_db_options(app, &opt);
@@ -335,7 +344,8 @@ run(struct app *app)
 	struct db_options opt;
 	struct http_limits lim;
 	struct timeval jt = {JANITOR_MS / 1000, 0};
-	char err[256], host[48];
+	char err[256], host[48], nonce_hex[9];
+	unsigned char nonce[4];
 
 	app->base = event_base_new();
 	if (app->base == NULL) {
@@ -350,7 +360,14 @@ run(struct app *app)
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "hookd");
 	host[sizeof(host) - 1] = '\0';
-	snprintf(app->instance, sizeof(app->instance), "%s:%d", host, (int)getpid());
+	/*
+	 * This process's name in leases (leased_by). Host and pid alone collide when two
+	 * containers with the same hostname each run hookd as PID 1: the nonce keeps them
+	 * apart. It is an opaque label, compared whole and never parsed.
+	 */
+	randombytes_buf(nonce, sizeof(nonce));
+	hex_encode(nonce, sizeof(nonce), nonce_hex);
+	snprintf(app->instance, sizeof(app->instance), "%s:%d:%s", host, (int)getpid(), nonce_hex);
 	app->started_ms = now_wall_ms();
 	app->schema_version = -1;
 
@@ -407,8 +424,8 @@ run(struct app *app)
 	ev_janitor = event_new(app->base, -1, EV_PERSIST, janitor_cb, app);
 	event_add(ev_janitor, &jt);
 
-	log_info("hookd %s started (pid %d, schema %d, pool %lld)", PACKAGE_VERSION, (int)getpid(),
-	    migrate_latest(), (long long)app->cfg.db_pool_size);
+	log_info("hookd %s started (pid %d, instance %s, schema %d, pool %lld)", PACKAGE_VERSION,
+	    (int)getpid(), app->instance, migrate_latest(), (long long)app->cfg.db_pool_size);
 	event_base_dispatch(app->base);
 	return exit_status;
 }
@@ -457,7 +474,7 @@ int
 main(int argc, char **argv)
 {
 	struct app *app = &app_state;
-	int opt, check_only = 0, verbose = 0, rc;
+	int opt, check_only = 0, rc;
 	char *err = NULL;
 
 	while ((opt = getopt(argc, argv, "+c:nvVh")) != -1) {
@@ -480,13 +497,18 @@ main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
-	verbose_flag = verbose > 0;
-	log_set_level(verbose > 0 ? LOG_LEVEL_DEBUG : (enum log_level)app->cfg.log_level);
+	log_set_level(log_level_for(app->cfg.log_level));
 	if (check_only) {
 		fprintf(stderr, "hookd: configuration ok\n");
 		config_free(&app->cfg);
 		return 0;
 	}
+	/*
+	 * The one signal not taken through evsignal_*: SIGPIPE needs no handler, only to be
+	 * ignored, so that a write to a socket the peer closed fails with EPIPE (which
+	 * bufferevents and libpq handle) instead of killing the daemon; a libevent handler
+	 * would only wake the loop for nothing.
+	 */
 	signal(SIGPIPE, SIG_IGN);
 	app->database_url = config_database_url(&app->cfg);
 

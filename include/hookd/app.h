@@ -29,7 +29,7 @@ struct app {
 	struct config cfg;
 	const char *config_path; /* NULL: defaults and environment only */
 	char *database_url;      /* resolved from cfg */
-	char instance[64];       /* "host:pid", names this process in leases */
+	char instance[80];       /* "host:pid:nonce", names this process in leases (opaque) */
 	struct db *db;
 	struct db_listen *listen;
 	struct http_server *http;

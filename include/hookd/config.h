@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "hookd/util.h"
 
@@ -96,6 +97,23 @@ char *config_diff_fixed(const struct config *old, const struct config *new);
 void config_keep_fixed(struct config *dst, const struct config *src);
 /* The database URL to use: database_url, or the private cluster under ./var. */
 char *config_database_url(const struct config *cfg);
+
+/* The most addresses listen may name. */
+#define CONFIG_MAX_LISTEN 16
+
+/* One parsed listen address. */
+struct config_listen {
+	char text[256];               /* as written, trimmed */
+	struct sockaddr_storage addr; /* numeric; "*" and "localhost" mapped to IPv4 */
+	int addrlen;
+};
+
+/*
+ * Parse a listen value ("host:port, [v6]:port, *:port, localhost:port") into out, which
+ * has room for CONFIG_MAX_LISTEN entries. Start-up binds exactly what this returns, so
+ * hookd -n and a reload refuse what start-up would refuse.
+ */
+int config_listen_parse(const char *addrs, struct config_listen *out, int *n, char **err) WUR;
 
 /* Value parsers, exposed for tests. */
 int config_parse_bool(const char *s, int64_t *out) WUR;

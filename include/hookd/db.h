@@ -110,6 +110,8 @@ void db_on_state(struct db *db, void (*cb)(int ready_count, void *arg), void *ar
 int db_ready_count(const struct db *db);
 /* Groups queued or in flight (drain waits for 0). */
 int db_busy(const struct db *db);
+/* The most groups one connection has had in flight at once (pipelining at work). */
+int db_peak_pipeline(const struct db *db);
 
 /*
  * A group is one or more statements that travel in one pipeline and end with one Sync,

@@ -439,6 +439,7 @@ START_TEST(test_many_pipelined)
 	s = db_prepare(db, "t_triple", "SELECT $1::int * 3, pg_backend_pid()");
 	db_start(db);
 	ck_assert(wait_until(pool_all_ready, db, 10000));
+	ck_assert_int_eq(db_peak_pipeline(db), 0);
 	t0 = now_mono_ms();
 	for (int i = 0; i < N; i++) {
 		struct db_params p;
@@ -461,6 +462,11 @@ START_TEST(test_many_pipelined)
 	}
 	/* Both connections carried groups. */
 	ck_assert_int_ne(pids[1], 0);
+	/*
+	 * Pipelining, not one round trip per group: a connection had a full pipeline of
+	 * groups sent and not yet answered at once (2000 groups queued at once fill it).
+	 */
+	ck_assert_int_eq(db_peak_pipeline(db), o.pipeline_depth);
 	ck_assert_int_eq(db_busy(db), 0);
 	log_info("check_db: %d pipelined groups in %llu ms", N,
 	    (unsigned long long)(now_mono_ms() - t0));

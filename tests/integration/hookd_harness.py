@@ -418,6 +418,52 @@ def http_request(port, method, path, body=None, headers=None, timeout=10.0, host
         conn.close()
 
 
+def parse_http_response(data):
+    """One HTTP/1.x response from raw bytes: (Reply, rest). The body is parsed as JSON when
+    the Content-Type says JSON; fails when the bytes hold no complete response."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete response head in {data[:300]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    version, status = lines[0].split(" ", 2)[:2]
+    assert version.startswith("HTTP/1."), lines[0]
+    msg = http.client.HTTPMessage()
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        msg[k.strip()] = v.strip()
+    length = int(msg.get("Content-Length", "-1"))
+    if length < 0:
+        body, rest = rest, b""
+    else:
+        assert len(rest) >= length, f"short body: {len(rest)} of {length} bytes"
+        body, rest = rest[:length], rest[length:]
+    if "json" in msg.get("Content-Type", "") and body:
+        try:
+            body = jsonlib.loads(body)
+        except ValueError:
+            raise AssertionError(f"{lines[0]} with a JSON Content-Type but the body is not "
+                                 f"JSON: {body[:300]!r}") from None
+    return Reply(int(status), msg, body), rest
+
+
+def raw_exchange(port, data, timeout=10.0, host="127.0.0.1"):
+    """Send raw bytes on a fresh connection, read until the server closes (or timeout s);
+    returns everything received. For requests http.client refuses to send."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        _send_body(sock, data, timeout)
+        chunks, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 def metric_key(name, **labels):
     """The key metrics() uses for a series: name{a="1",b="2"} with labels sorted."""
     if not labels:
@@ -472,7 +518,8 @@ class Hookd:
     expect_exit: the exit status finish() accepts (None: any status, but no crash by signal).
     """
 
-    def __init__(self, pg, root, config=None, env=None, db="hookd"):
+    def __init__(self, pg, root, config=None, env=None, db="hookd", args=()):
+        self.args = list(args)  # extra command-line flags, before -c
         self.pg = pg
         self.db = db
         self.dir = tempfile.mkdtemp(prefix="hookd-", dir=root)
@@ -523,7 +570,8 @@ class Hookd:
             self.write_config()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
-                    [HOOKD_BIN, "-c", self.config_path], cwd=self.dir, stdin=subprocess.DEVNULL,
+                    [HOOKD_BIN, *self.args, "-c", self.config_path], cwd=self.dir,
+                    stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT,
                     env=child_environ(DATABASE_URL=self.database_url, **self.extra_env))
             if wait is None:
@@ -676,6 +724,15 @@ class Hookd:
 
     def describe(self):
         return f"hookd log {self.log_path}", tail(self.log_path, 60)
+
+    @property
+    def instance(self):
+        """This process's name in leases (leased_by), from its start-up log line."""
+        line = self.wait_for_log(lambda ln: ln.get("msg", "").startswith("hookd ")
+                                 and " started (" in ln.get("msg", ""))
+        m = re.search(r"instance (\S+),", line["msg"])
+        assert m, line
+        return m.group(1)
 
     # --- HTTP
 

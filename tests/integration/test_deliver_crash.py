@@ -5,7 +5,6 @@ processes on one database deliver every message, each once when no lease expires
 
 import collections
 import signal
-import socket
 import time
 
 import hookd_harness as hh
@@ -68,7 +67,7 @@ def test_lease_lost_with_its_connection_is_handed_back(pg, hookd_factory, sink):
     to it that it does not hold, instead of leaving them until the lease expires."""
     h = fresh(pg, hookd_factory, name="lost")
     wh = create_webhook(h, sink.url("/lost"))
-    me = f"{socket.gethostname()[:47]}:{h.pid}"
+    me = h.instance  # leased_by: host:pid:nonce, an opaque label
     # A row leased to this process for an hour that it never saw (what a lost lease leaves).
     h.sql("INSERT INTO hookd.messages (id, event_type, data) VALUES ('evt_orphan', 'x', '{}')")
     h.sql("INSERT INTO hookd.deliveries (id, message_id, subscription_id, leased_by,"

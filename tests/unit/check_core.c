@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <sodium.h>
 
@@ -88,6 +89,117 @@ START_TEST(test_config_errors)
 	ck_assert_int_eq(config_validate(&c, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err, "db_reconnect_min"));
 	config_free(&c);
+	free(err);
+}
+END_TEST
+
+/* Set one key on a default config and validate: returns the error (malloc'd) or NULL. */
+static char *
+validate_one(const char *key, const char *value)
+{
+	struct config c;
+	char *err = NULL;
+
+	config_defaults(&c);
+	ck_assert_int_eq(config_set(&c, key, value, &err), 0);
+	if (config_validate(&c, &err) == 0) {
+		free(err);
+		err = NULL;
+	} else {
+		ck_assert_ptr_nonnull(err);
+	}
+	config_free(&c);
+	return err;
+}
+
+/* The error of validate_one names the key and contains want. */
+static void
+assert_invalid(const char *key, const char *value, const char *want)
+{
+	char *err = validate_one(key, value);
+
+	ck_assert_msg(err != NULL, "%s = %s was accepted", key, value);
+	ck_assert_msg(strncmp(err, key, strlen(key)) == 0, "error does not name %s: %s", key, err);
+	ck_assert_msg(
+	    strstr(err, want) != NULL, "%s = %s: \"%s\" lacks \"%s\"", key, value, err, want);
+	free(err);
+}
+
+static void
+assert_valid(const char *key, const char *value)
+{
+	char *err = validate_one(key, value);
+
+	ck_assert_msg(err == NULL, "%s = %s refused: %s", key, value, err);
+}
+
+START_TEST(test_config_validate_structured)
+{
+	char *err;
+
+	assert_valid("listen", "127.0.0.1:8080");
+	assert_valid("listen", " *:80 , [::1]:8081,localhost:9000 ");
+	assert_invalid("listen", "127.0.0.1", "cannot parse \"127.0.0.1\"");
+	assert_invalid("listen", "example.com:80", "cannot parse \"example.com:80\"");
+	assert_invalid("listen", "127.0.0.1:80, 10.0.0.300:1", "\"10.0.0.300:1\"");
+	assert_invalid("listen", "127.0.0.1:99999", "cannot parse");
+	assert_invalid("listen", " , ", "at least one address");
+	assert_invalid("listen",
+	    "1.1.1.1:1,1.1.1.1:2,1.1.1.1:3,1.1.1.1:4,1.1.1.1:5,1.1.1.1:6,1.1.1.1:7,1.1.1.1:8,"
+	    "1.1.1.1:9,1.1.1.1:10,1.1.1.1:11,1.1.1.1:12,1.1.1.1:13,1.1.1.1:14,1.1.1.1:15,"
+	    "1.1.1.1:16,1.1.1.1:17",
+	    "too many");
+
+	assert_valid("trusted_proxies", "");
+	assert_valid("trusted_proxies", "10.0.0.0/8, 192.168.1.1, ::1/128");
+	assert_invalid("trusted_proxies", "10.0.0.0/8, 10.0.0.0/33", "element 2");
+	assert_invalid("trusted_proxies", "nonsense", "element 1");
+	assert_invalid("trusted_proxies", "10.0.0.0/8,", "trusted_proxies: ");
+	assert_valid("outbound_allow_networks", "127.0.0.0/8");
+	assert_invalid("outbound_allow_networks", "127.0.0.0/8, localhost", "element 2");
+
+	assert_valid("database_url", "postgresql://u:pw@db.example/hookd?sslmode=require");
+	assert_valid("database_url", "host=/tmp dbname=hookd");
+	assert_invalid("database_url", "host=/tmp dbname", "missing \"=\"");
+	assert_invalid("database_url", "postgresql://u@h/db?nosuchoption=1", "nosuchoption");
+	assert_invalid("database_url", "postgresql://[::1/db", "database_url: libpq cannot parse");
+	/* libpq quotes the string in its message: the password never shows. */
+	err = validate_one("database_url", "postgresql://alice:s3cr3t-pw@[::1/db");
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strstr(err, "s3cr3t-pw") == NULL, "password in error: %s", err);
+	ck_assert_ptr_nonnull(strstr(err, "***"));
+	free(err);
+	err = validate_one("database_url", "host=h password='s3cr3t pw' sslmode");
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strstr(err, "s3cr3t") == NULL, "password in error: %s", err);
+	free(err);
+
+	assert_valid("event_types", "order.created, order.updated,");
+	assert_invalid("event_types", "order.created, bad type", "\"bad type\"");
+	assert_invalid(
+	    "outbound_ca_file", "/nonexistent/ca.pem", "cannot read /nonexistent/ca.pem");
+	assert_invalid("master_key_file", "", "master_key_file must name a file");
+}
+END_TEST
+
+START_TEST(test_config_listen_parse)
+{
+	struct config_listen l[CONFIG_MAX_LISTEN];
+	char *err = NULL;
+	int n;
+
+	ck_assert_int_eq(config_listen_parse("*:80, [::1]:81 ,localhost:82", l, &n, &err), 0);
+	ck_assert_int_eq(n, 3);
+	ck_assert_str_eq(l[0].text, "*:80");
+	ck_assert_int_eq(l[0].addr.ss_family, AF_INET);
+	ck_assert_str_eq(l[1].text, "[::1]:81");
+	ck_assert_int_eq(l[1].addr.ss_family, AF_INET6);
+	ck_assert_str_eq(l[2].text, "localhost:82");
+	ck_assert_int_eq(l[2].addr.ss_family, AF_INET);
+	/* evutil_parse_sockaddr_port refuses port 0, as start-up always has. */
+	ck_assert_int_eq(config_listen_parse("127.0.0.1:0", l, &n, &err), -1);
+	ck_assert_int_eq(config_listen_parse("", l, &n, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "at least one"));
 	free(err);
 }
 END_TEST
@@ -544,6 +656,8 @@ core_suite(void)
 	tcase_add_test(tc, test_config_defaults);
 	tcase_add_test(tc, test_config_file);
 	tcase_add_test(tc, test_config_errors);
+	tcase_add_test(tc, test_config_validate_structured);
+	tcase_add_test(tc, test_config_listen_parse);
 	tcase_add_test(tc, test_config_units);
 	tcase_add_test(tc, test_config_env);
 	tcase_add_test(tc, test_config_diff);
