@@ -151,9 +151,14 @@ def test_insert_update_delete_seed_004_and_seed_000_bytes(pg, hookd_factory, sin
     for op, (o, req) in sgot.items():
         assert list(o) == SEED_000_KEYS
         assert o["table"] == "users" and o["schema"] == "public"
-        assert (o["record"], o["old_record"]) == (got[op][0]["record"], got[op][0]["old_record"])
         # One message per change, delivered to both subscriptions under the same id.
         assert req["headers"]["webhook-id"] == got[op][1]["headers"]["webhook-id"]
+    # Seed 000's trigger sends row_to_json(NEW), row_to_json(OLD): NEW is null on DELETE
+    # (as in Supabase's database webhooks), where seed 004 repeats the deleted row.
+    assert (sgot["INSERT"][0]["record"], sgot["INSERT"][0]["old_record"]) == (row1, None)
+    assert (sgot["UPDATE"][0]["record"], sgot["UPDATE"][0]["old_record"]) == (row2, row1)
+    assert (sgot["DELETE"][0]["record"], sgot["DELETE"][0]["old_record"]) == (None, row2)
+    assert '"record":null,"old_record":{' in sgot["DELETE"][1]["body"]
     assert h.sql("SELECT count(*), count(DISTINCT origin_id) FROM hookd.messages"
                  " WHERE origin = 'change'")[0] == (3, 3)
     # Seed 004's delivery history shows them.
