@@ -30,6 +30,11 @@
  * (the snapshot xmin). When that transaction ends, nothing may wake the reader (it sends
  * no NOTIFY unless it changed a watched table too), so the reader looks again after
  * HELD_FIRST_MS, doubling while the same changes stay held, up to the poll interval.
+ *
+ * A step that cannot run (the pool has no connection) or that fails with the connection
+ * is remembered (wanted) and run as soon as the pool has a connection again: a NOTIFY or
+ * a LISTEN reconnect that arrives while the pool is down, or a step lost in a Postgres
+ * restart, must not wait for the next poll (up to capture_poll_interval, 10 min at most).
  */
 struct capture {
 	struct app *app;
@@ -39,6 +44,7 @@ struct capture {
 	struct db_req *step; /* the step in flight */
 	struct db_req *pruning;
 	int again;       /* woken while a step ran */
+	int wanted;      /* a step is owed: run it when the pool has a connection */
 	int soon_fired;  /* the step now running was the look again */
 	int64_t held_ms; /* the current delay of the look again; 0: nothing held */
 	void (*on_work)(void *arg);
@@ -101,12 +107,16 @@ step_cb(const struct db_result *r, void *arg)
 	               strcmp(r->sqlstate, "42703") == 0)) {
 		/* The schema is older than this binary: the janitor migrates, the poll retries. */
 		log_debug("capture: schema not ready: %s", r->error);
+	} else if (r->status == DB_ERR_LOST || r->status == DB_ERR_UNAVAILABLE) {
+		/* Committed or not, it is owed: again now, or when the pool is back. */
+		log_info("capture: step not done, will retry: %s", r->error);
+		c->wanted = 1;
 	} else if (r->status != DB_OK) {
 		log_warn("capture: cannot read changes: %s", r->error);
 	}
 	c->soon_fired = 0;
 	/* A full batch means there is more; a wake-up during the step may mean more too. */
-	if (more || c->again) {
+	if (more || c->again || c->wanted) {
 		c->again = 0;
 		step(c);
 	}
@@ -121,11 +131,28 @@ step(struct capture *c)
 		c->again = 1;
 		return;
 	}
-	if (c->app->draining || db_ready_count(c->app->db) == 0)
+	if (c->app->draining)
 		return;
+	if (db_ready_count(c->app->db) == 0) {
+		c->wanted = 1; /* pool_state_cb runs it */
+		return;
+	}
+	c->wanted = 0;
 	db_params_init(&p);
 	db_param_int(&p, c->app->cfg.capture_batch);
 	c->step = db_query(c->app->db, step_sql, &p, step_cb, c);
+}
+
+/* The pool gained a connection, or lost its last one. */
+static void
+pool_state_cb(int ready, void *arg)
+{
+	struct capture *c = arg;
+
+	if (ready == 0)
+		c->wanted = 1; /* whatever happened meanwhile is read when it is back */
+	else if (c->wanted)
+		step(c);
 }
 
 static void
@@ -203,6 +230,7 @@ capture_new(struct app *app)
 	c->app = app;
 	listen_subscribe(app->listen, "hookd_changes", notify_cb, c);
 	listen_on_connect(app->listen, reconnect_cb, c);
+	db_on_state(app->db, pool_state_cb, c);
 	c->poll = event_new(app->base, -1, 0, poll_cb, c);
 	c->prune = event_new(app->base, -1, 0, prune_cb, c);
 	c->soon = evtimer_new(app->base, soon_cb, c);

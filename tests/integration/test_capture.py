@@ -341,6 +341,25 @@ def test_rolled_back_changes_are_not_delivered(pg, hookd_factory, sink):
     assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2
 
 
+# --- the reader ---------------------------------------------------------------------------------
+
+def test_notify_wakes_the_reader(pg, hookd_factory, sink):
+    """With a 10-minute poll nothing but the trigger's NOTIFY hookd_changes can explain a
+    delivery within a second or two: the wake-up reaches the reader."""
+    h = fresh(pg, hookd_factory, name="cap", capture_poll_interval="10m")
+    h.sql("CREATE TABLE public.pings (id int PRIMARY KEY)")
+    create_webhook(h, sink.url("/wake"), secret=SECRET, events=[{"table": "pings"}])
+    before = h.metric("hookd_db_notifications_total", channel="hookd_changes", default=0)
+    for i in range(1, 4):
+        t0 = time.monotonic()
+        h.sql("INSERT INTO public.pings VALUES (%s)", i)
+        reqs = sink.wait_for(i, "/wake", timeout=5)
+        took = time.monotonic() - t0
+        assert took < 2, f"change {i} delivered after {took:.2f} s"
+        assert wire(reqs[-1], SECRET)["record"] == {"id": i}
+    assert h.metric("hookd_db_notifications_total", channel="hookd_changes") >= before + 3
+
+
 # --- watches ----------------------------------------------------------------------------------
 
 def test_watches_api_and_sql(pg, hookd_factory, sink):
