@@ -53,7 +53,8 @@ struct capture {
 
 static struct metric *m_changes, *m_steps;
 
-static const char step_sql[] = "SELECT changes, messages, more, held FROM hookd.capture_step($1)";
+static const char step_sql[] =
+    "SELECT changes, messages, more, held, reset FROM hookd.capture_step($1)";
 static const char prune_sql[] = "SELECT hookd.capture_prune($1::bigint * interval '1 millisecond')";
 
 static void step(struct capture *c);
@@ -88,7 +89,10 @@ step_cb(const struct db_result *r, void *arg)
 	if (r->status == DB_OK && db_rows(r->res[0]) == 1) {
 		int changes = atoi(db_value(r->res[0], 0, 0));
 		int messages = atoi(db_value(r->res[0], 0, 1));
+		const char *reset = db_value(r->res[0], 0, 4);
 
+		if (reset != NULL)
+			log_error("capture: %s", reset);
 		more = strcmp(db_value(r->res[0], 0, 2), "t") == 0;
 		if (strcmp(db_value(r->res[0], 0, 3), "t") == 0)
 			look_again(c);

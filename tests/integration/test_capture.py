@@ -360,6 +360,83 @@ def test_notify_wakes_the_reader(pg, hookd_factory, sink):
     assert h.metric("hookd_db_notifications_total", channel="hookd_changes") >= before + 3
 
 
+def test_an_applications_advisory_lock_does_not_stall_the_reader(pg, hookd_factory, sink):
+    """The reader's lock is the cursor row (FOR UPDATE SKIP LOCKED), not an advisory lock in
+    the key space applications share: an application holding the number the reader used to
+    take (hashtext('hookd.capture_step')) changes nothing. A session that holds the cursor
+    row is another reader: nothing is read until it lets go."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.jobs (id int PRIMARY KEY)")
+    create_webhook(h, sink.url("/adv"), secret=SECRET, events=[{"table": "jobs"}])
+    app = pg.connect(dbname=h.db)
+    other = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        app.cursor().execute("SELECT pg_advisory_lock(hashtext('hookd.capture_step'))")
+        h.sql("INSERT INTO public.jobs VALUES (1)")
+        assert wire(sink.wait_for(1, "/adv", timeout=5)[0], SECRET)["record"] == {"id": 1}
+
+        other.cursor().execute("SELECT * FROM hookd.capture_cursor FOR UPDATE")
+        h.sql("INSERT INTO public.jobs VALUES (2)")
+        time.sleep(1.5)  # past the 1 s poll: every step found the cursor taken
+        assert sink.count("/adv") == 1
+        other.rollback()
+        reqs = sink.wait_for(2, "/adv", timeout=5)
+        assert wire(reqs[-1], SECRET)["record"] == {"id": 2}
+    finally:
+        other.close()
+        app.close()
+    assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2
+
+
+def test_cursor_ahead_of_the_transaction_counter_is_reset(pg, hookd_factory, sink):
+    """After a dump and restore into a cluster whose transaction counter is lower, the
+    cursor's xid8 is above every new change, which would never be read. hookd notices (at
+    its next step), logs it as an error, renumbers the outbox rows from the other counter
+    and moves the cursor back; the changes it reads again make no second message and no
+    second delivery (their message ids are derived from the change ids)."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.accounts (id int PRIMARY KEY, name text)")
+    wh = create_webhook(h, sink.url("/ahead"), secret=SECRET, events=[{"table": "accounts"}])
+    h.sql("INSERT INTO public.accounts VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    sink.wait_for(3, "/ahead", timeout=10 * hh.SLOW)
+    mark = h.log_mark()
+    # What a restore into a lower counter leaves: the cursor a million xids ahead, and an
+    # outbox row written (committed, not read yet) under that counter.
+    c = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        k = c.cursor()
+        k.execute("SELECT pg_current_xact_id()::text::bigint + 1000000")
+        far = k.fetchone()[0]
+        k.execute("UPDATE hookd.capture_cursor SET xid = %s::text::xid8", (str(far),))
+        k.execute("INSERT INTO hookd.changes (xid, op, schema_name, table_name, record)"
+                  " VALUES (%s::text::xid8, 'INSERT', 'public', 'accounts',"
+                  " '{\"id\": 4, \"name\": \"from the old cluster\"}')", (str(far + 10),))
+        c.commit()
+    finally:
+        c.close()
+    h.sql("INSERT INTO public.accounts VALUES (5, 'new')")
+
+    sink.wait_for(5, "/ahead", timeout=10 * hh.SLOW)
+    line = h.wait_for_log(lambda x: x.get("msg", "").startswith("capture: ")
+                          and "ahead of this cluster's transaction counter" in x["msg"],
+                          since=mark)
+    assert line["level"] == "error", line
+    time.sleep(0.5)
+    got = [wire(r, SECRET) for r in sink.requests("/ahead")]
+    assert sorted(o["record"]["id"] for o in got) == [1, 2, 3, 4, 5]
+    assert {o["webhook_id"] for o in got} == {wh["id"]}
+    assert h.sql("SELECT count(*), count(DISTINCT id) FROM hookd.messages"
+                 " WHERE origin = 'change'")[0] == (5, 5)
+    assert h.sql("SELECT count(*) FROM hookd.deliveries")[0][0] == 5
+    # The cursor is this cluster's again, and the outbox below its counter.
+    assert h.sql("SELECT k.xid < pg_current_xact_id() AND NOT EXISTS (SELECT 1 FROM"
+                 " hookd.changes c WHERE c.xid >= pg_current_xact_id())"
+                 " FROM hookd.capture_cursor k")[0][0] is True
+    # And it keeps working.
+    h.sql("INSERT INTO public.accounts VALUES (6, 'after')")
+    assert wire(sink.wait_for(6, "/ahead", timeout=5)[-1], SECRET)["record"]["id"] == 6
+
+
 # --- watches ----------------------------------------------------------------------------------
 
 def test_watches_api_and_sql(pg, hookd_factory, sink):

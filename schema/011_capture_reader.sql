@@ -1,0 +1,158 @@
+-- SPDX-License-Identifier: ISC
+-- Change capture, hardened:
+--   * the reader's lock is a row lock on hookd.capture_cursor, not an advisory lock in the
+--     key space every application shares;
+--   * a cursor (or outbox rows) ahead of this cluster's transaction counter, as after a
+--     dump and restore into another cluster, is found and repaired instead of hiding every
+--     new change for ever.
+
+-- Repair a cursor or outbox from another cluster's transaction counter. The caller holds
+-- the cursor's row lock. Returns NULL when there was nothing to repair, else what was done.
+--
+-- The cursor and hookd.changes.xid hold xid8 values of the cluster that wrote them. After
+-- a dump and restore (or a move by logical replication) into a cluster whose counter is
+-- lower, the cursor is above every new change, which would never be read, and outbox rows
+-- above the counter would be held back (above the horizon) until it caught up. Every xid a
+-- cluster has handed out is below the xmax of a snapshot taken now, and a visible row's
+-- xid is its own committed transaction's, so a value at or above that xmax can only come
+-- from elsewhere. Those rows are committed (a restore copies only committed rows), so they
+-- are renumbered below every real xid (3 is the first normal one): 1 when the cursor had
+-- read them, 2 when not; the cursor goes to (1, the last such row read). Changes of the old
+-- cluster whose xid happens to be below the new counter are then read again: that makes no
+-- second message, because a change's message id is 'evt_chg' and its change id, messages
+-- are inserted ON CONFLICT (id) DO NOTHING, and deliveries are made only for messages that
+-- insert returned (hookd.capture_step below). Messages deleted by hand since would be sent
+-- again.
+CREATE FUNCTION hookd.capture_rebase() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    cur hookd.capture_cursor;
+    next_xid xid8;
+    top xid8;
+    moved bigint;
+    why text;
+BEGIN
+    SELECT * INTO cur FROM hookd.capture_cursor WHERE id = 1;
+    -- One statement, one snapshot: its xmax and the newest xid it sees.
+    SELECT pg_snapshot_xmax(s),
+           (SELECT ch.xid FROM hookd.changes ch ORDER BY ch.xid DESC LIMIT 1)
+      INTO next_xid, top
+      FROM pg_current_snapshot() s;
+    IF cur.xid < next_xid AND (top IS NULL OR top < next_xid) THEN
+        RETURN NULL;
+    END IF;
+    UPDATE hookd.changes ch
+       SET xid = CASE WHEN (ch.xid, ch.id) <= (cur.xid, cur.change_id) THEN '1'::xid8
+                      ELSE '2'::xid8 END
+     WHERE ch.xid >= pg_snapshot_xmax(pg_current_snapshot());
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    IF moved = 0 AND cur.xid < next_xid THEN
+        RETURN NULL;  -- the newest row was a transaction that began after next_xid was read
+    END IF;
+    UPDATE hookd.capture_cursor
+       SET xid = '1', change_id = coalesce((SELECT max(ch.id) FROM hookd.changes ch
+                                             WHERE ch.xid = '1'), 0),
+           updated_at = now()
+     WHERE id = 1;
+    why := format('the change cursor (xid %s, change %s) or the outbox (newest xid %s) was '
+                  'ahead of this cluster''s transaction counter (next xid %s), as after a '
+                  'restore into another cluster: %s outbox row(s) renumbered below it and the '
+                  'cursor moved back; changes read again make no second message',
+                  cur.xid, cur.change_id, coalesce(top::text, 'none'), next_xid, moved);
+    RAISE WARNING 'hookd: %', why;
+    RETURN why;
+END
+$$;
+
+-- The reader, as in 009, with two changes. The lock: the cursor row, FOR UPDATE SKIP
+-- LOCKED, held to the end of the step's transaction. A second reader finds it taken and
+-- leaves; a reader that dies releases it with its session. An advisory lock keyed by
+-- hashtext() shared the one key space of every application on the database, and an
+-- unrelated pg_advisory_lock() with the same number would have stopped capture without a
+-- word. And every step first checks that the cursor and the outbox belong to this cluster
+-- (hookd.capture_rebase); reset says what was repaired, NULL when nothing was.
+DROP FUNCTION hookd.capture_step(integer);
+CREATE FUNCTION hookd.capture_step(p_limit integer)
+RETURNS TABLE (changes integer, messages integer, more boolean, held boolean, reset text)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    cur hookd.capture_cursor;
+    -- Why the snapshot xmin: see 005_capture.sql. Every transaction below it has ended,
+    -- so the changes below it are final and (xid, id) order never skips a late commit.
+    horizon xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    n integer;
+    m integer;
+    d integer;
+    last_xid xid8;
+    last_id bigint;
+    why text;
+BEGIN
+    SELECT * INTO cur FROM hookd.capture_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 0, 0, false, false, NULL::text;
+        RETURN;
+    END IF;
+    -- An index probe a step; the repair runs only when a check fails (and checks again).
+    IF cur.xid >= pg_snapshot_xmax(pg_current_snapshot())
+       OR coalesce((SELECT ch.xid FROM hookd.changes ch ORDER BY ch.xid DESC LIMIT 1)
+                   >= pg_snapshot_xmax(pg_current_snapshot()), false) THEN
+        why := hookd.capture_rebase();
+        SELECT * INTO cur FROM hookd.capture_cursor WHERE id = 1;
+    END IF;
+    WITH batch AS MATERIALIZED (
+        SELECT ch.* FROM hookd.changes ch
+         WHERE ch.xid < horizon AND (ch.xid, ch.id) > (cur.xid, cur.change_id)
+         ORDER BY ch.xid, ch.id
+         LIMIT p_limit
+    ), msg AS (
+        INSERT INTO hookd.messages (id, event_type, data, origin, origin_id, table_schema,
+                                    table_name, op)
+        SELECT 'evt_chg' || lpad(b.id::text, 25, '0'),
+               b.schema_name || '.' || b.table_name || '.' || b.op,
+               json_build_object('op', b.op, 'schema', b.schema_name, 'table', b.table_name,
+                                 'record', b.record, 'old_record', b.old_record,
+                                 'timestamp', b.changed_at),
+               'change', b.id::text, b.schema_name, b.table_name, b.op
+          FROM batch b
+         ORDER BY b.xid, b.id
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, event_type, table_schema, table_name, op
+    ), kinds AS (
+        SELECT DISTINCT event_type, table_schema, table_name, op FROM msg
+    ), subs AS MATERIALIZED (
+        SELECT k.event_type, k.table_schema, k.table_name, k.op, s.id AS subscription_id
+          FROM kinds k
+          JOIN hookd.subscriptions s
+            ON s.enabled
+           AND hookd.event_matches(s.events, k.event_type, k.table_schema, k.table_name, k.op)
+    ), dlv AS (
+        -- Only messages the insert above made: a change read again makes no delivery.
+        INSERT INTO hookd.deliveries (id, message_id, subscription_id)
+        SELECT gen_random_uuid(), msg.id, subs.subscription_id
+          FROM msg JOIN subs USING (event_type, table_schema, table_name, op)
+        RETURNING 1
+    ), seen AS (
+        INSERT INTO hookd.event_types (name, first_seen, last_seen)
+        SELECT DISTINCT event_type, now(), now() FROM msg
+        ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen
+        RETURNING 1
+    ), last AS (
+        SELECT b.xid, b.id FROM batch b ORDER BY b.xid DESC, b.id DESC LIMIT 1
+    )
+    SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM msg),
+           (SELECT count(*) FROM dlv), (SELECT xid FROM last), (SELECT id FROM last)
+      INTO n, m, d, last_xid, last_id;
+    IF n > 0 THEN
+        UPDATE hookd.capture_cursor SET xid = last_xid, change_id = last_id, updated_at = now()
+         WHERE id = 1;
+    END IF;
+    IF d > 0 THEN
+        PERFORM pg_notify('hookd_deliveries', '');
+    END IF;
+    -- Held: the newest visible change is at or above the horizon (an index probe; see 009).
+    RETURN QUERY SELECT n, m, n = p_limit,
+        n < p_limit AND coalesce((SELECT ch.xid FROM hookd.changes ch
+                                   ORDER BY ch.xid DESC LIMIT 1) >= horizon, false),
+        why;
+END
+$$;
