@@ -18,8 +18,10 @@
 #include "hookd/metrics.h"
 #include "hookd/migrate.h"
 
-#define PRUNE_EVERY_MS 60000
-#define HELD_FIRST_MS  2 /* first look again at changes held back by an open transaction */
+#define PRUNE_MIN_MS  1000  /* retention runs every quarter of capture_retention, within */
+#define PRUNE_MAX_MS  60000 /* these bounds */
+#define PRUNE_BATCH   1000  /* changes one retention transaction deletes at most */
+#define HELD_FIRST_MS 2     /* first look again at changes held back by an open transaction */
 
 /*
  * The reader runs one hookd.capture_step() at a time. A wake-up that arrives while a
@@ -55,7 +57,8 @@ static struct metric *m_changes, *m_steps;
 
 static const char step_sql[] =
     "SELECT changes, messages, more, held, reset FROM hookd.capture_step($1)";
-static const char prune_sql[] = "SELECT hookd.capture_prune($1::bigint * interval '1 millisecond')";
+static const char prune_sql[] =
+    "SELECT hookd.capture_prune($1::bigint * interval '1 millisecond', $2)";
 
 static void step(struct capture *c);
 
@@ -192,30 +195,55 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 	event_add(c->poll, &tv);
 }
 
+static void prune_batch(struct capture *c);
+
 static void
 pruned_cb(const struct db_result *r, void *arg)
 {
 	struct capture *c = arg;
+	int n = 0;
 
 	c->pruning = NULL;
-	if (r->status == DB_OK && atoi(db_value(r->res[0], 0, 0)) > 0)
-		log_debug("capture: %s read change(s) deleted", db_value(r->res[0], 0, 0));
-	else if (r->status != DB_OK && r->status != DB_ERR_UNAVAILABLE)
+	if (r->status == DB_OK) {
+		n = atoi(db_value(r->res[0], 0, 0));
+		if (n > 0)
+			log_debug("capture: %d read change(s) deleted", n);
+	} else if (r->status != DB_ERR_UNAVAILABLE) {
 		log_debug("capture: prune: %s", r->error);
+	}
+	/* A full batch: there may be more, in a transaction of its own. */
+	if (n >= PRUNE_BATCH)
+		prune_batch(c);
+}
+
+/* Delete one batch of read changes older than capture_retention. */
+static void
+prune_batch(struct capture *c)
+{
+	struct db_params p;
+
+	if (c->pruning != NULL || c->app->draining || db_ready_count(c->app->db) == 0)
+		return;
+	db_params_init(&p);
+	db_param_int(&p, c->app->cfg.capture_retention);
+	db_param_int(&p, PRUNE_BATCH);
+	c->pruning = db_query(c->app->db, prune_sql, &p, pruned_cb, c);
 }
 
 static void
 prune_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct capture *c = arg;
-	struct timeval tv = {PRUNE_EVERY_MS / 1000, 0};
-	struct db_params p;
+	int64_t ms = c->app->cfg.capture_retention / 4;
+	struct timeval tv;
 
-	if (c->pruning == NULL && !c->app->draining && db_ready_count(c->app->db) > 0) {
-		db_params_init(&p);
-		db_param_int(&p, c->app->cfg.capture_retention);
-		c->pruning = db_query(c->app->db, prune_sql, &p, pruned_cb, c);
-	}
+	if (ms < PRUNE_MIN_MS)
+		ms = PRUNE_MIN_MS;
+	if (ms > PRUNE_MAX_MS)
+		ms = PRUNE_MAX_MS;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+	prune_batch(c);
 	event_add(c->prune, &tv);
 }
 

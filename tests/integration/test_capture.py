@@ -437,6 +437,57 @@ def test_cursor_ahead_of_the_transaction_counter_is_reset(pg, hookd_factory, sin
     assert wire(sink.wait_for(6, "/ahead", timeout=5)[-1], SECRET)["record"]["id"] == 6
 
 
+def test_retention_deletes_read_changes_past_capture_retention(pg, hookd_factory, sink):
+    """capture_retention (20 s here: hookd prunes every quarter of it, so every 5 s): read
+    changes older than it are deleted, in batches of 1,000 from the oldest, by one process
+    at a time; younger read changes and unread changes of any age stay."""
+    h = fresh(pg, hookd_factory, name="cap", capture_retention="20s")
+    h.sql("CREATE TABLE public.orders (id int PRIMARY KEY, name text);"
+          " CREATE TABLE public.unwatched (id int)")
+    create_webhook(h, sink.url("/ret"), secret=SECRET, events=[{"table": "orders"}])
+
+    def names():
+        return dict(h.sql("SELECT record->>'name', count(*) FROM hookd.changes GROUP BY 1"))
+
+    def unread():
+        return h.sql("SELECT count(*) FROM hookd.changes c, hookd.capture_cursor k"
+                     " WHERE (c.xid, c.id) > (k.xid, k.change_id)")[0][0]
+
+    h.sql("INSERT INTO public.orders SELECT g, 'old' FROM generate_series(1, 2500) g")
+    h.sql("INSERT INTO public.orders VALUES (3000, 'young')")
+    hh.wait_until(lambda: unread() == 0, 20 * hh.SLOW, message="every change read")
+    # As if written an hour ago.
+    h.sql("UPDATE hookd.changes SET changed_at = now() - interval '1 hour'"
+          " WHERE record->>'name' = 'old'")
+    hold = pg.connect(dbname=h.db, autocommit=False)
+    janitor = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        # An unread change, an hour old too: held back behind an open transaction.
+        hold.cursor().execute("INSERT INTO public.unwatched VALUES (1)")
+        h.sql("INSERT INTO public.orders VALUES (4000, 'unread')")
+        h.sql("UPDATE hookd.changes SET changed_at = now() - interval '1 hour'"
+              " WHERE record->>'name' = 'unread'")
+        assert unread() == 1
+        # While another process prunes (holds the janitor row), this one does not.
+        janitor.cursor().execute("SELECT * FROM hookd.capture_janitor FOR UPDATE")
+        time.sleep(6)
+        assert names() == {"old": 2500, "young": 1, "unread": 1}
+        janitor.rollback()
+        # The next prune (within 5 s) deletes all 2,500 at once, a batch after another.
+        hh.wait_until(lambda: "old" not in names(), 8 * hh.SLOW, message="old changes deleted")
+        assert names() == {"young": 1, "unread": 1}
+        assert h.sql("SELECT pruned_at > now() - interval '10 s' FROM hookd.capture_janitor")[0][0]
+        hold.commit()
+    finally:
+        hold.close()
+        janitor.close()
+    # The unread change is read and delivered; messages are not capture's to delete.
+    hh.wait_until(lambda: any(wire(r, SECRET)["record"]["id"] == 4000
+                              for r in sink.requests("/ret")), 10 * hh.SLOW,
+                  message="the unread change delivered")
+    assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2502
+
+
 # --- watches ----------------------------------------------------------------------------------
 
 def test_watches_api_and_sql(pg, hookd_factory, sink):
