@@ -5,7 +5,8 @@
 --   * a cursor (or outbox rows) ahead of this cluster's transaction counter, as after a
 --     dump and restore into another cluster, is found and repaired instead of hiding every
 --     new change for ever;
---   * retention deletes in short batches from the oldest change, one process at a time.
+--   * retention deletes in short batches from the oldest change, one process at a time;
+--   * which subscriptions would lose their changes if a table were unwatched.
 
 -- Taken by the process that prunes (FOR UPDATE SKIP LOCKED): one pruner at a time.
 CREATE TABLE hookd.capture_janitor (
@@ -214,4 +215,17 @@ BEGIN
     UPDATE hookd.capture_janitor SET pruned_at = now() WHERE id = 1;
     RETURN n;
 END
+$$;
+
+-- The enabled subscriptions that would receive some change of a table (DELETE
+-- /api/v1/watches/{table} refuses to unwatch a table they still name).
+CREATE FUNCTION hookd.watch_users(tbl regclass) RETURNS TABLE (id uuid, name text)
+LANGUAGE sql STABLE AS $$
+    SELECT s.id, s.name
+      FROM hookd.subscriptions s, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl AND s.enabled
+       AND EXISTS (SELECT 1 FROM unnest(ARRAY['INSERT', 'UPDATE', 'DELETE']) op
+                    WHERE hookd.event_matches(s.events, n.nspname || '.' || c.relname || '.' || op,
+                                              n.nspname, c.relname, op))
+     ORDER BY s.name, s.id
 $$;

@@ -459,6 +459,38 @@ watches_create(struct http_req *r, void *arg)
 	json_object_put(body);
 }
 
+/* 409: enabled subscriptions still name the table; they are listed. */
+static void
+in_use(struct http_req *r, const PGresult *users)
+{
+	struct json_object *o = json_object_new_object(), *arr = json_object_new_array();
+	char names[300] = "", *msg;
+	size_t len = 0;
+	int n = db_rows(users);
+
+	for (int i = 0; i < n; i++) {
+		struct json_object *u = json_object_new_object();
+		const char *name = db_value(users, i, 1);
+
+		json_set_str(u, "id", db_value(users, i, 0));
+		json_set_str(u, "name", name);
+		json_object_array_add(arr, u);
+		if (len < sizeof(names) - 1)
+			len += (size_t)snprintf(
+			    names + len, sizeof(names) - len, "%s\"%s\"", i > 0 ? ", " : "", name);
+	}
+	if (len >= sizeof(names) - 1)
+		snprintf(names + sizeof(names) - 5, 5, "...");
+	msg = xasprintf("%d enabled subscription(s) still receive this table's changes (%s): "
+	                "change their events first, or unwatch anyway with ?force=true",
+	    n, names);
+	json_set_str(o, "error", "conflict");
+	json_set_str(o, "message", msg);
+	json_set_obj(o, "subscriptions", arr);
+	http_reply_json(r, 409, o);
+	free(msg);
+}
+
 static void
 unwatched_cb(const struct db_result *res, void *arg)
 {
@@ -489,22 +521,47 @@ unwatched_cb(const struct db_result *res, void *arg)
 		http_reply_error(r, 404, "not_found", "that table is not watched");
 		return;
 	}
+	if (db_rows(res->res[2]) == 0) {
+		in_use(r, res->res[1]);
+		return;
+	}
 	http_reply_raw(r, 204, NULL, NULL, 0);
 }
 
-/* DELETE /api/v1/watches/{table} */
+/*
+ * DELETE /api/v1/watches/{table}[?force=true]. Refused (409) while an enabled subscription
+ * would receive the table's changes, which it would silently stop getting; force unwatches
+ * anyway. The check and the unwatch are one transaction.
+ */
 static void
 watches_delete(struct http_req *r, void *arg)
 {
 	struct app *app = arg;
-	struct db_group *g = db_group_new(app->db);
+	const char *force = http_req_query(r, "force");
+	struct db_group *g;
 	struct db_params p;
+	int forced;
 
+	if (force == NULL || strcmp(force, "false") == 0 || strcmp(force, "0") == 0) {
+		forced = 0;
+	} else if (*force == '\0' || strcmp(force, "true") == 0 || strcmp(force, "1") == 0) {
+		forced = 1;
+	} else {
+		http_reply_error(r, 400, "invalid_query", "force must be true or false");
+		return;
+	}
+	g = db_group_new(app->db);
 	db_params_init(&p);
 	db_param_text(&p, http_req_param(r, "table"));
 	db_group_sql(g,
 	    "SELECT 1 FROM hookd.watches w WHERE w.\"table\" = hookd.watch_target($1)::text", &p);
-	db_group_sql(g, "SELECT hookd.unwatch(hookd.watch_target($1))", &p);
+	db_group_sql(g, "SELECT u.id, u.name FROM hookd.watch_users(hookd.watch_target($1)) u", &p);
+	db_param_bool(&p, forced);
+	db_group_sql(g,
+	    "SELECT hookd.unwatch(hookd.watch_target($1))"
+	    " WHERE $2::boolean OR NOT EXISTS (SELECT 1 FROM hookd.watch_users("
+	    "hookd.watch_target($1)))",
+	    &p);
 	db_group_send(g, unwatched_cb, r);
 }
 

@@ -552,6 +552,48 @@ def test_watches_api_and_sql(pg, hookd_factory, sink):
     assert set(watched(h)) == {"others"}
 
 
+def test_unwatching_a_table_a_subscription_names_is_refused(pg, hookd_factory, sink):
+    """DELETE /api/v1/watches/{table} while an enabled subscription would receive the
+    table's changes: 409 naming the subscriptions (they would silently stop getting
+    changes), unless ?force=true."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.users (id int PRIMARY KEY);"
+          " CREATE TABLE public.other (id int PRIMARY KEY)")
+    a = create_webhook(h, sink.url("/u"), name="User Events", secret=SECRET,
+                       events=[{"table": "users", "operations": ["INSERT"]}])
+    b = create_webhook(h, sink.url("/u"), name="audit", events=[{"table": "public.users"}])
+    create_webhook(h, sink.url("/o"), name="other", events=[{"table": "other"}, "order.*"])
+    paused = create_webhook(h, sink.url("/u"), name="paused", events=[{"table": "users"}])
+    assert h.patch(f"/api/v1/webhooks/{paused['id']}", auth=True,
+                   json={"enabled": False}).status == 200
+
+    r = h.delete("/api/v1/watches/public.users", auth=True)
+    assert r.status == 409, r.body
+    assert r.body["error"] == "conflict"
+    assert r.body["subscriptions"] == [{"id": a["id"], "name": "User Events"},
+                                       {"id": b["id"], "name": "audit"}]
+    assert '"User Events", "audit"' in r.body["message"] and "force=true" in r.body["message"]
+    assert h.delete("/api/v1/watches/users?force=false", auth=True).status == 409
+    r = h.delete("/api/v1/watches/public.users?force=maybe", auth=True)
+    assert r.status == 400 and r.body["error"] == "invalid_query"
+    # Nothing changed: still watched, still delivered.
+    assert set(watched(h)) == {"users", "other"}
+    h.sql("INSERT INTO public.users VALUES (1)")
+    sink.wait_for(2, "/u", timeout=10 * hh.SLOW)
+
+    # Once no enabled subscription names it, it goes.
+    assert h.patch(f"/api/v1/webhooks/{a['id']}", auth=True,
+                   json={"events": ["order.*"]}).status == 200
+    assert h.patch(f"/api/v1/webhooks/{b['id']}", auth=True,
+                   json={"enabled": False}).status == 200
+    assert h.delete("/api/v1/watches/public.users", auth=True).status == 204
+    # force: unwatched although "other" still names it.
+    r = h.delete("/api/v1/watches/public.other", auth=True)
+    assert r.status == 409 and [x["name"] for x in r.body["subscriptions"]] == ["other"]
+    assert h.delete("/api/v1/watches/public.other?force=true", auth=True).status == 204
+    assert watched(h) == {}
+
+
 def test_subscription_to_a_table_hookd_cannot_watch_is_refused_whole(pg, hookd_factory, sink):
     h = fresh(pg, hookd_factory, name="cap")
     n = subscription_count(h)
@@ -679,8 +721,11 @@ def test_hookd_as_an_ordinary_role(pg, test_root, sink):
                      for o in (wire(r, SECRET) for r in reqs))
         assert got == sorted([("INSERT", 1, a["id"]), ("INSERT", 2, a["id"]),
                               ("UPDATE", 1, b["id"])])
-        # Dropping a trigger is the table owner's right alone (Postgres): hookd says so.
+        # Dropping a trigger is the table owner's right alone (Postgres): hookd says so
+        # (forced: two enabled subscriptions still name the table).
         r = h.delete("/api/v1/watches/public.granted", auth=True)
+        assert r.status == 409 and len(r.body["subscriptions"]) == 2, r.body
+        r = h.delete("/api/v1/watches/public.granted?force=true", auth=True)
         assert r.status == 403 and r.body["error"] == "forbidden", r.body
         assert "owner" in r.body["message"]
     finally:
