@@ -6,7 +6,9 @@
 --     dump and restore into another cluster, is found and repaired instead of hiding every
 --     new change for ever;
 --   * retention deletes in short batches from the oldest change, one process at a time;
---   * which subscriptions would lose their changes if a table were unwatched.
+--   * which subscriptions would lose their changes if a table were unwatched;
+--   * hookd's tables get statistics as they grow, so that a new database's plans do not
+--     wait for autovacuum.
 
 -- Taken by the process that prunes (FOR UPDATE SKIP LOCKED): one pruner at a time.
 CREATE TABLE hookd.capture_janitor (
@@ -228,4 +230,39 @@ LANGUAGE sql STABLE AS $$
                     WHERE hookd.event_matches(s.events, n.nspname || '.' || c.relname || '.' || op,
                                               n.nspname, c.relname, op))
      ORDER BY s.name, s.id
+$$;
+
+-- Statistics for hookd's own tables as they grow; hookd calls this every second and it
+-- returns how many tables it analyzed.
+--
+-- A new database's tables have no statistics until autovacuum first analyzes them (its
+-- naptime is a minute, and it may be off). Meanwhile every session plans for nearly empty
+-- tables, and keeps those plans (the generic plans of prepared statements and PL/pgSQL) as
+-- the tables grow: on a new database the delivery worker's lease and write-back scanned
+-- the whole of hookd.deliveries and hookd.messages for the first minute (docs/performance.md,
+-- "cold"). An ANALYZE at start-up does not help (the tables are empty then; EXPLAIN shows
+-- worse plans after it). This analyzes a table once it has 500 rows and twice the rows it
+-- had at its last ANALYZE or VACUUM, which also makes every session plan again: no plan is
+-- made for a table less than half its size, whatever autovacuum does. Past the first
+-- minutes autovacuum's own threshold (10 % by default) comes first and this does nothing.
+-- SKIP_LOCKED: a table being analyzed or vacuumed already is left alone; tables hookd's
+-- role may not analyze are not tried.
+CREATE FUNCTION hookd.analyze_grown() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    t regclass;
+    n integer := 0;
+BEGIN
+    FOR t IN
+        SELECT s.relid::regclass
+          FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+         WHERE s.schemaname = 'hookd' AND c.relkind = 'r'
+           AND s.n_live_tup >= greatest(500, 2 * c.reltuples)
+           AND pg_has_role(c.relowner, 'USAGE')
+    LOOP
+        EXECUTE format('ANALYZE (SKIP_LOCKED) %s', t);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
 $$;

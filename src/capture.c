@@ -21,6 +21,7 @@
 #define PRUNE_MIN_MS  1000  /* retention runs every quarter of capture_retention, within */
 #define PRUNE_MAX_MS  60000 /* these bounds */
 #define PRUNE_BATCH   1000  /* changes one retention transaction deletes at most */
+#define STATS_MS      1000  /* how often hookd.analyze_grown() runs */
 #define HELD_FIRST_MS 2     /* first look again at changes held back by an open transaction */
 
 /*
@@ -43,8 +44,10 @@ struct capture {
 	struct event *poll;
 	struct event *prune;
 	struct event *soon;  /* the look again at held changes */
+	struct event *stats; /* hookd.analyze_grown() */
 	struct db_req *step; /* the step in flight */
 	struct db_req *pruning;
+	struct db_req *analyzing;
 	int again;       /* woken while a step ran */
 	int wanted;      /* a step is owed: run it when the pool has a connection */
 	int soon_fired;  /* the step now running was the look again */
@@ -59,6 +62,7 @@ static const char step_sql[] =
     "SELECT changes, messages, more, held, reset FROM hookd.capture_step($1)";
 static const char prune_sql[] =
     "SELECT hookd.capture_prune($1::bigint * interval '1 millisecond', $2)";
+static const char stats_sql[] = "SELECT hookd.analyze_grown()";
 
 static void step(struct capture *c);
 
@@ -247,6 +251,33 @@ prune_cb(evutil_socket_t fd, short what, void *arg)
 	event_add(c->prune, &tv);
 }
 
+static void
+analyzed_cb(const struct db_result *r, void *arg)
+{
+	struct capture *c = arg;
+
+	c->analyzing = NULL;
+	if (r->status == DB_OK && atoi(db_value(r->res[0], 0, 0)) > 0)
+		log_debug("capture: %s of hookd's tables analyzed", db_value(r->res[0], 0, 0));
+	else if (r->status != DB_OK && r->status != DB_ERR_UNAVAILABLE)
+		log_debug("capture: analyze: %s", r->error);
+}
+
+/*
+ * Statistics for hookd's tables as they grow (hookd.analyze_grown, 011_capture_reader.sql):
+ * a new database's plans would otherwise stay those of empty tables until autovacuum.
+ */
+static void
+stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct capture *c = arg;
+	struct timeval tv = {STATS_MS / 1000, 0};
+
+	if (c->analyzing == NULL && !c->app->draining && db_ready_count(c->app->db) > 0)
+		c->analyzing = db_query(c->app->db, stats_sql, NULL, analyzed_cb, c);
+	event_add(c->stats, &tv);
+}
+
 struct capture *
 capture_new(struct app *app)
 {
@@ -266,8 +297,10 @@ capture_new(struct app *app)
 	c->poll = event_new(app->base, -1, 0, poll_cb, c);
 	c->prune = event_new(app->base, -1, 0, prune_cb, c);
 	c->soon = evtimer_new(app->base, soon_cb, c);
+	c->stats = evtimer_new(app->base, stats_cb, c);
 	event_add(c->poll, &now);
 	event_add(c->prune, &now);
+	event_add(c->stats, &now);
 	return c;
 }
 
@@ -293,9 +326,12 @@ capture_free(struct capture *c)
 		db_cancel(c->step);
 	if (c->pruning != NULL)
 		db_cancel(c->pruning);
+	if (c->analyzing != NULL)
+		db_cancel(c->analyzing);
 	event_free(c->poll);
 	event_free(c->prune);
 	event_free(c->soon);
+	event_free(c->stats);
 	free(c);
 }
 

@@ -488,6 +488,36 @@ def test_retention_deletes_read_changes_past_capture_retention(pg, hookd_factory
     assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2502
 
 
+def test_hookd_analyzes_its_tables_as_they_grow(pg, hookd_factory, sink):
+    """Plans made while hookd's tables are nearly empty are kept by every session as they
+    grow (sequential scans of hookd.deliveries and hookd.messages on a new database): hookd
+    analyzes its tables once they reach 500 rows and each time they double, whatever
+    autovacuum does (here it is off for them, and only a manual ANALYZE sets last_analyze)."""
+    h = fresh(pg, hookd_factory, name="cap")
+    for t in ("changes", "messages", "deliveries"):
+        h.sql(f"ALTER TABLE hookd.{t} SET (autovacuum_enabled = false)")
+    h.sql("CREATE TABLE public.orders (id int PRIMARY KEY)")
+    create_webhook(h, sink.url("/an"), events=[{"table": "orders"}])
+
+    def analyzed():
+        return dict(h.sql("SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                          " WHERE schemaname = 'hookd'"
+                          " AND relname IN ('changes', 'messages', 'deliveries')"))
+
+    assert analyzed() == {"changes": False, "messages": False, "deliveries": False}
+    h.sql("INSERT INTO public.orders SELECT g FROM generate_series(1, 300) g")
+    sink.wait_for(300, "/an", timeout=20 * hh.SLOW)
+    time.sleep(2)
+    assert analyzed() == {"changes": False, "messages": False, "deliveries": False}
+    h.sql("INSERT INTO public.orders SELECT g FROM generate_series(301, 700) g")
+    # Table statistics reach pg_stat_user_tables within about 10 s of an idle backend.
+    hh.wait_until(lambda: all(analyzed().values()), 25 * hh.SLOW,
+                  message="hookd's tables analyzed")
+    assert all(n >= 500 for (n,) in h.sql(
+        "SELECT reltuples FROM pg_class WHERE oid IN"
+        " ('hookd.messages'::regclass, 'hookd.deliveries'::regclass)"))
+
+
 # --- watches ----------------------------------------------------------------------------------
 
 def test_watches_api_and_sql(pg, hookd_factory, sink):
