@@ -20,7 +20,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -764,21 +763,6 @@ def test_hookd_as_an_ordinary_role(pg, test_root, sink):
 
 # --- seed 004's own receiver ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def express(test_root):
-    """express from the npm registry, installed into a scratch folder."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed")
-    prefix = os.path.join(test_root, "npm-express")
-    os.makedirs(prefix, exist_ok=True)
-    p = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund",
-                        "--loglevel=error", "express"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert p.returncode == 0, f"npm install express failed:\n{p.stdout}"
-    return os.path.join(prefix, "node_modules")
-
-
 class ExpressReceiver:
     """node/fluxbase-express.js: seed 004's Express handler with FLUXBASE_WEBHOOK_SECRET."""
 
@@ -818,11 +802,11 @@ class ExpressReceiver:
 
 
 def test_seed_004_express_receiver_accepts_the_deliveries(pg, hookd_factory, test_root,
-                                                           express):
+                                                           node_modules):
     h = fresh(pg, hookd_factory, name="cap")
     h.sql("CREATE TABLE public.users (id uuid PRIMARY KEY, email text, name text,"
           " score numeric, meta jsonb, created_at timestamptz DEFAULT now())")
-    rx = ExpressReceiver(express, test_root, SECRET)
+    rx = ExpressReceiver(node_modules, test_root, SECRET)
     try:
         # Seed 004's create example, pointed at the receiver.
         r = h.post("/api/v1/webhooks", auth=True, json={
