@@ -355,6 +355,15 @@ payload_build(const struct payload_message *m, enum payload_format format, const
 	table = m->table != NULL ? m->table : data_str(data, "table");
 	schema = m->schema != NULL ? m->schema : data_str(data, "schema");
 	if (format == PAYLOAD_SUPABASE) {
+		/*
+		 * Seed 000's trigger sends row_to_json(NEW) and row_to_json(OLD), as Supabase's
+		 * database webhooks do: for DELETE there is no NEW, so record is null and the
+		 * deleted row is old_record. (Seed 004 sends the deleted row in both.)
+		 */
+		if (strcmp(m->op, "DELETE") == 0) {
+			json_object_put(record);
+			record = NULL;
+		}
 		add_str(&b, "type", m->op);
 		add_str(&b, "table", table);
 		add_str(&b, "schema", schema);

@@ -41,6 +41,8 @@ struct payload_message {
  *   change messages, DEFAULT or FLUXBASE:
  *     {"event","table","schema","record","old_record","timestamp","webhook_id"}   (seed 004)
  *   change messages, SUPABASE:  {"type","table","schema","record","old_record"}   (seed 000)
+ *     where a DELETE's record is null (seed 000's row_to_json(NEW)); seed 004's DELETE
+ *     carries the deleted row in both record and old_record.
  * Times are ISO 8601 UTC with milliseconds and "Z". webhook_id is the subscription's id.
  * Returns a malloc'd string (its length in *len), or NULL with the reason in err when
  * the stored JSON does not parse.

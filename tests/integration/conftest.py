@@ -8,11 +8,16 @@ Fixtures:
                             teardown
   hookd          (function) one Hookd with the default configuration
   module_hookd   (module)   one Hookd shared by a module's read-only tests
+  node_modules   (session)  node/package.json's pinned npm packages (express,
+                            standardwebhooks, stripe), installed once per run; the path to
+                            give as NODE_PATH
 See hookd_harness.py for the methods of PgCluster and Hookd.
 """
 
 import os
+import shutil
 import signal
+import subprocess
 
 import pytest
 
@@ -79,6 +84,51 @@ def module_hookd(pg, test_root):
         yield h
     finally:
         _finish_all(started)
+
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+NODE_MIN_MAJOR = 18  # Debian 12's nodejs; node/package.json's engines
+
+
+@pytest.fixture(scope="session")
+def node_modules(test_root):
+    """The receivers' npm packages at the exact versions of node/package-lock.json, installed
+    with npm ci into this run's temporary directory; returns its node_modules.
+
+    npm ci --prefer-offline takes packages from npm's cache when it has them, so only the
+    first run on a machine needs the registry. Without node or npm the tests that use this
+    are skipped, unless HOOKD_TEST_REQUIRE_NODE=1 (contrib/dev test sets it once it has
+    installed them): then they fail, so that a missing receiver cannot pass for a green run.
+    """
+    required = os.environ.get("HOOKD_TEST_REQUIRE_NODE", "") not in ("", "0")
+
+    def unavailable(why):
+        if required:
+            pytest.fail(f"HOOKD_TEST_REQUIRE_NODE=1, but {why}", pytrace=False)
+        pytest.skip(why)
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    missing = [name for name, path in (("node", node), ("npm", npm)) if path is None]
+    if missing:
+        unavailable(f"{' and '.join(missing)} not installed")
+    version = subprocess.run([node, "--version"], stdout=subprocess.PIPE, text=True,
+                             timeout=60).stdout.strip()
+    try:
+        major = int(version.lstrip("v").split(".")[0])
+    except ValueError:
+        major = 0
+    if major < NODE_MIN_MAJOR:
+        unavailable(f"node {version or '(unknown version)'} is older than {NODE_MIN_MAJOR}")
+    prefix = os.path.join(test_root, "node")
+    os.makedirs(prefix, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(os.path.join(NODE_DIR, name), prefix)
+    p = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline",
+                        "--loglevel=error"], cwd=prefix, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=300)
+    if p.returncode != 0:
+        pytest.fail(f"npm ci in {prefix} failed:\n{p.stdout}", pytrace=False)
+    return os.path.join(prefix, "node_modules")
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -151,9 +150,14 @@ def test_insert_update_delete_seed_004_and_seed_000_bytes(pg, hookd_factory, sin
     for op, (o, req) in sgot.items():
         assert list(o) == SEED_000_KEYS
         assert o["table"] == "users" and o["schema"] == "public"
-        assert (o["record"], o["old_record"]) == (got[op][0]["record"], got[op][0]["old_record"])
         # One message per change, delivered to both subscriptions under the same id.
         assert req["headers"]["webhook-id"] == got[op][1]["headers"]["webhook-id"]
+    # Seed 000's trigger sends row_to_json(NEW), row_to_json(OLD): NEW is null on DELETE
+    # (as in Supabase's database webhooks), where seed 004 repeats the deleted row.
+    assert (sgot["INSERT"][0]["record"], sgot["INSERT"][0]["old_record"]) == (row1, None)
+    assert (sgot["UPDATE"][0]["record"], sgot["UPDATE"][0]["old_record"]) == (row2, row1)
+    assert (sgot["DELETE"][0]["record"], sgot["DELETE"][0]["old_record"]) == (None, row2)
+    assert '"record":null,"old_record":{' in sgot["DELETE"][1]["body"]
     assert h.sql("SELECT count(*), count(DISTINCT origin_id) FROM hookd.messages"
                  " WHERE origin = 'change'")[0] == (3, 3)
     # Seed 004's delivery history shows them.
@@ -336,6 +340,183 @@ def test_rolled_back_changes_are_not_delivered(pg, hookd_factory, sink):
     assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2
 
 
+# --- the reader ---------------------------------------------------------------------------------
+
+def test_notify_wakes_the_reader(pg, hookd_factory, sink):
+    """With a 10-minute poll nothing but the trigger's NOTIFY hookd_changes can explain a
+    delivery within a second or two: the wake-up reaches the reader."""
+    h = fresh(pg, hookd_factory, name="cap", capture_poll_interval="10m")
+    h.sql("CREATE TABLE public.pings (id int PRIMARY KEY)")
+    create_webhook(h, sink.url("/wake"), secret=SECRET, events=[{"table": "pings"}])
+    before = h.metric("hookd_db_notifications_total", channel="hookd_changes", default=0)
+    for i in range(1, 4):
+        t0 = time.monotonic()
+        h.sql("INSERT INTO public.pings VALUES (%s)", i)
+        reqs = sink.wait_for(i, "/wake", timeout=5)
+        took = time.monotonic() - t0
+        assert took < 2, f"change {i} delivered after {took:.2f} s"
+        assert wire(reqs[-1], SECRET)["record"] == {"id": i}
+    assert h.metric("hookd_db_notifications_total", channel="hookd_changes") >= before + 3
+
+
+def test_an_applications_advisory_lock_does_not_stall_the_reader(pg, hookd_factory, sink):
+    """The reader's lock is the cursor row (FOR UPDATE SKIP LOCKED), not an advisory lock in
+    the key space applications share: an application holding the number the reader used to
+    take (hashtext('hookd.capture_step')) changes nothing. A session that holds the cursor
+    row is another reader: nothing is read until it lets go."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.jobs (id int PRIMARY KEY)")
+    create_webhook(h, sink.url("/adv"), secret=SECRET, events=[{"table": "jobs"}])
+    app = pg.connect(dbname=h.db)
+    other = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        app.cursor().execute("SELECT pg_advisory_lock(hashtext('hookd.capture_step'))")
+        h.sql("INSERT INTO public.jobs VALUES (1)")
+        assert wire(sink.wait_for(1, "/adv", timeout=5)[0], SECRET)["record"] == {"id": 1}
+
+        other.cursor().execute("SELECT * FROM hookd.capture_cursor FOR UPDATE")
+        h.sql("INSERT INTO public.jobs VALUES (2)")
+        time.sleep(1.5)  # past the 1 s poll: every step found the cursor taken
+        assert sink.count("/adv") == 1
+        other.rollback()
+        reqs = sink.wait_for(2, "/adv", timeout=5)
+        assert wire(reqs[-1], SECRET)["record"] == {"id": 2}
+    finally:
+        other.close()
+        app.close()
+    assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2
+
+
+def test_cursor_ahead_of_the_transaction_counter_is_reset(pg, hookd_factory, sink):
+    """After a dump and restore into a cluster whose transaction counter is lower, the
+    cursor's xid8 is above every new change, which would never be read. hookd notices (at
+    its next step), logs it as an error, renumbers the outbox rows from the other counter
+    and moves the cursor back; the changes it reads again make no second message and no
+    second delivery (their message ids are derived from the change ids)."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.accounts (id int PRIMARY KEY, name text)")
+    wh = create_webhook(h, sink.url("/ahead"), secret=SECRET, events=[{"table": "accounts"}])
+    h.sql("INSERT INTO public.accounts VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    sink.wait_for(3, "/ahead", timeout=10 * hh.SLOW)
+    mark = h.log_mark()
+    # What a restore into a lower counter leaves: the cursor a million xids ahead, and an
+    # outbox row written (committed, not read yet) under that counter.
+    c = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        k = c.cursor()
+        k.execute("SELECT pg_current_xact_id()::text::bigint + 1000000")
+        far = k.fetchone()[0]
+        k.execute("UPDATE hookd.capture_cursor SET xid = %s::text::xid8", (str(far),))
+        k.execute("INSERT INTO hookd.changes (xid, op, schema_name, table_name, record)"
+                  " VALUES (%s::text::xid8, 'INSERT', 'public', 'accounts',"
+                  " '{\"id\": 4, \"name\": \"from the old cluster\"}')", (str(far + 10),))
+        c.commit()
+    finally:
+        c.close()
+    h.sql("INSERT INTO public.accounts VALUES (5, 'new')")
+
+    sink.wait_for(5, "/ahead", timeout=10 * hh.SLOW)
+    line = h.wait_for_log(lambda x: x.get("msg", "").startswith("capture: ")
+                          and "ahead of this cluster's transaction counter" in x["msg"],
+                          since=mark)
+    assert line["level"] == "error", line
+    time.sleep(0.5)
+    got = [wire(r, SECRET) for r in sink.requests("/ahead")]
+    assert sorted(o["record"]["id"] for o in got) == [1, 2, 3, 4, 5]
+    assert {o["webhook_id"] for o in got} == {wh["id"]}
+    assert h.sql("SELECT count(*), count(DISTINCT id) FROM hookd.messages"
+                 " WHERE origin = 'change'")[0] == (5, 5)
+    assert h.sql("SELECT count(*) FROM hookd.deliveries")[0][0] == 5
+    # The cursor is this cluster's again, and the outbox below its counter.
+    assert h.sql("SELECT k.xid < pg_current_xact_id() AND NOT EXISTS (SELECT 1 FROM"
+                 " hookd.changes c WHERE c.xid >= pg_current_xact_id())"
+                 " FROM hookd.capture_cursor k")[0][0] is True
+    # And it keeps working.
+    h.sql("INSERT INTO public.accounts VALUES (6, 'after')")
+    assert wire(sink.wait_for(6, "/ahead", timeout=5)[-1], SECRET)["record"]["id"] == 6
+
+
+def test_retention_deletes_read_changes_past_capture_retention(pg, hookd_factory, sink):
+    """capture_retention (20 s here: hookd prunes every quarter of it, so every 5 s): read
+    changes older than it are deleted, in batches of 1,000 from the oldest, by one process
+    at a time; younger read changes and unread changes of any age stay."""
+    h = fresh(pg, hookd_factory, name="cap", capture_retention="20s")
+    h.sql("CREATE TABLE public.orders (id int PRIMARY KEY, name text);"
+          " CREATE TABLE public.unwatched (id int)")
+    create_webhook(h, sink.url("/ret"), secret=SECRET, events=[{"table": "orders"}])
+
+    def names():
+        return dict(h.sql("SELECT record->>'name', count(*) FROM hookd.changes GROUP BY 1"))
+
+    def unread():
+        return h.sql("SELECT count(*) FROM hookd.changes c, hookd.capture_cursor k"
+                     " WHERE (c.xid, c.id) > (k.xid, k.change_id)")[0][0]
+
+    h.sql("INSERT INTO public.orders SELECT g, 'old' FROM generate_series(1, 2500) g")
+    h.sql("INSERT INTO public.orders VALUES (3000, 'young')")
+    hh.wait_until(lambda: unread() == 0, 20 * hh.SLOW, message="every change read")
+    # As if written an hour ago.
+    h.sql("UPDATE hookd.changes SET changed_at = now() - interval '1 hour'"
+          " WHERE record->>'name' = 'old'")
+    hold = pg.connect(dbname=h.db, autocommit=False)
+    janitor = pg.connect(dbname=h.db, autocommit=False)
+    try:
+        # An unread change, an hour old too: held back behind an open transaction.
+        hold.cursor().execute("INSERT INTO public.unwatched VALUES (1)")
+        h.sql("INSERT INTO public.orders VALUES (4000, 'unread')")
+        h.sql("UPDATE hookd.changes SET changed_at = now() - interval '1 hour'"
+              " WHERE record->>'name' = 'unread'")
+        assert unread() == 1
+        # While another process prunes (holds the janitor row), this one does not.
+        janitor.cursor().execute("SELECT * FROM hookd.capture_janitor FOR UPDATE")
+        time.sleep(6)
+        assert names() == {"old": 2500, "young": 1, "unread": 1}
+        janitor.rollback()
+        # The next prune (within 5 s) deletes all 2,500 at once, a batch after another.
+        hh.wait_until(lambda: "old" not in names(), 8 * hh.SLOW, message="old changes deleted")
+        assert names() == {"young": 1, "unread": 1}
+        assert h.sql("SELECT pruned_at > now() - interval '10 s' FROM hookd.capture_janitor")[0][0]
+        hold.commit()
+    finally:
+        hold.close()
+        janitor.close()
+    # The unread change is read and delivered; messages are not capture's to delete.
+    hh.wait_until(lambda: any(wire(r, SECRET)["record"]["id"] == 4000
+                              for r in sink.requests("/ret")), 10 * hh.SLOW,
+                  message="the unread change delivered")
+    assert h.sql("SELECT count(*) FROM hookd.messages WHERE origin = 'change'")[0][0] == 2502
+
+
+def test_hookd_analyzes_its_tables_as_they_grow(pg, hookd_factory, sink):
+    """Plans made while hookd's tables are nearly empty are kept by every session as they
+    grow (sequential scans of hookd.deliveries and hookd.messages on a new database): hookd
+    analyzes its tables once they reach 500 rows and each time they double, whatever
+    autovacuum does (here it is off for them, and only a manual ANALYZE sets last_analyze)."""
+    h = fresh(pg, hookd_factory, name="cap")
+    for t in ("changes", "messages", "deliveries"):
+        h.sql(f"ALTER TABLE hookd.{t} SET (autovacuum_enabled = false)")
+    h.sql("CREATE TABLE public.orders (id int PRIMARY KEY)")
+    create_webhook(h, sink.url("/an"), events=[{"table": "orders"}])
+
+    def analyzed():
+        return dict(h.sql("SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                          " WHERE schemaname = 'hookd'"
+                          " AND relname IN ('changes', 'messages', 'deliveries')"))
+
+    assert analyzed() == {"changes": False, "messages": False, "deliveries": False}
+    h.sql("INSERT INTO public.orders SELECT g FROM generate_series(1, 300) g")
+    sink.wait_for(300, "/an", timeout=20 * hh.SLOW)
+    time.sleep(2)
+    assert analyzed() == {"changes": False, "messages": False, "deliveries": False}
+    h.sql("INSERT INTO public.orders SELECT g FROM generate_series(301, 700) g")
+    # Table statistics reach pg_stat_user_tables within about 10 s of an idle backend.
+    hh.wait_until(lambda: all(analyzed().values()), 25 * hh.SLOW,
+                  message="hookd's tables analyzed")
+    assert all(n >= 500 for (n,) in h.sql(
+        "SELECT reltuples FROM pg_class WHERE oid IN"
+        " ('hookd.messages'::regclass, 'hookd.deliveries'::regclass)"))
+
+
 # --- watches ----------------------------------------------------------------------------------
 
 def test_watches_api_and_sql(pg, hookd_factory, sink):
@@ -398,6 +579,48 @@ def test_watches_api_and_sql(pg, hookd_factory, sink):
                headers={"Content-Type": "application/json"})
     assert r.status == 400
     assert set(watched(h)) == {"others"}
+
+
+def test_unwatching_a_table_a_subscription_names_is_refused(pg, hookd_factory, sink):
+    """DELETE /api/v1/watches/{table} while an enabled subscription would receive the
+    table's changes: 409 naming the subscriptions (they would silently stop getting
+    changes), unless ?force=true."""
+    h = fresh(pg, hookd_factory, name="cap")
+    h.sql("CREATE TABLE public.users (id int PRIMARY KEY);"
+          " CREATE TABLE public.other (id int PRIMARY KEY)")
+    a = create_webhook(h, sink.url("/u"), name="User Events", secret=SECRET,
+                       events=[{"table": "users", "operations": ["INSERT"]}])
+    b = create_webhook(h, sink.url("/u"), name="audit", events=[{"table": "public.users"}])
+    create_webhook(h, sink.url("/o"), name="other", events=[{"table": "other"}, "order.*"])
+    paused = create_webhook(h, sink.url("/u"), name="paused", events=[{"table": "users"}])
+    assert h.patch(f"/api/v1/webhooks/{paused['id']}", auth=True,
+                   json={"enabled": False}).status == 200
+
+    r = h.delete("/api/v1/watches/public.users", auth=True)
+    assert r.status == 409, r.body
+    assert r.body["error"] == "conflict"
+    assert r.body["subscriptions"] == [{"id": a["id"], "name": "User Events"},
+                                       {"id": b["id"], "name": "audit"}]
+    assert '"User Events", "audit"' in r.body["message"] and "force=true" in r.body["message"]
+    assert h.delete("/api/v1/watches/users?force=false", auth=True).status == 409
+    r = h.delete("/api/v1/watches/public.users?force=maybe", auth=True)
+    assert r.status == 400 and r.body["error"] == "invalid_query"
+    # Nothing changed: still watched, still delivered.
+    assert set(watched(h)) == {"users", "other"}
+    h.sql("INSERT INTO public.users VALUES (1)")
+    sink.wait_for(2, "/u", timeout=10 * hh.SLOW)
+
+    # Once no enabled subscription names it, it goes.
+    assert h.patch(f"/api/v1/webhooks/{a['id']}", auth=True,
+                   json={"events": ["order.*"]}).status == 200
+    assert h.patch(f"/api/v1/webhooks/{b['id']}", auth=True,
+                   json={"enabled": False}).status == 200
+    assert h.delete("/api/v1/watches/public.users", auth=True).status == 204
+    # force: unwatched although "other" still names it.
+    r = h.delete("/api/v1/watches/public.other", auth=True)
+    assert r.status == 409 and [x["name"] for x in r.body["subscriptions"]] == ["other"]
+    assert h.delete("/api/v1/watches/public.other?force=true", auth=True).status == 204
+    assert watched(h) == {}
 
 
 def test_subscription_to_a_table_hookd_cannot_watch_is_refused_whole(pg, hookd_factory, sink):
@@ -527,8 +750,11 @@ def test_hookd_as_an_ordinary_role(pg, test_root, sink):
                      for o in (wire(r, SECRET) for r in reqs))
         assert got == sorted([("INSERT", 1, a["id"]), ("INSERT", 2, a["id"]),
                               ("UPDATE", 1, b["id"])])
-        # Dropping a trigger is the table owner's right alone (Postgres): hookd says so.
+        # Dropping a trigger is the table owner's right alone (Postgres): hookd says so
+        # (forced: two enabled subscriptions still name the table).
         r = h.delete("/api/v1/watches/public.granted", auth=True)
+        assert r.status == 409 and len(r.body["subscriptions"]) == 2, r.body
+        r = h.delete("/api/v1/watches/public.granted?force=true", auth=True)
         assert r.status == 403 and r.body["error"] == "forbidden", r.body
         assert "owner" in r.body["message"]
     finally:
@@ -536,21 +762,6 @@ def test_hookd_as_an_ordinary_role(pg, test_root, sink):
 
 
 # --- seed 004's own receiver ------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def express(test_root):
-    """express from the npm registry, installed into a scratch folder."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed")
-    prefix = os.path.join(test_root, "npm-express")
-    os.makedirs(prefix, exist_ok=True)
-    p = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund",
-                        "--loglevel=error", "express"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert p.returncode == 0, f"npm install express failed:\n{p.stdout}"
-    return os.path.join(prefix, "node_modules")
-
 
 class ExpressReceiver:
     """node/fluxbase-express.js: seed 004's Express handler with FLUXBASE_WEBHOOK_SECRET."""
@@ -591,11 +802,11 @@ class ExpressReceiver:
 
 
 def test_seed_004_express_receiver_accepts_the_deliveries(pg, hookd_factory, test_root,
-                                                           express):
+                                                           node_modules):
     h = fresh(pg, hookd_factory, name="cap")
     h.sql("CREATE TABLE public.users (id uuid PRIMARY KEY, email text, name text,"
           " score numeric, meta jsonb, created_at timestamptz DEFAULT now())")
-    rx = ExpressReceiver(express, test_root, SECRET)
+    rx = ExpressReceiver(node_modules, test_root, SECRET)
     try:
         # Seed 004's create example, pointed at the receiver.
         r = h.post("/api/v1/webhooks", auth=True, json={

@@ -202,6 +202,32 @@ def test_postgres_restart_immediate_during_a_stream(pg, hookd_factory, sink):
     assert h.alive()
 
 
+def test_change_right_after_a_restart_needs_no_poll(pg, hookd_factory, sink):
+    """pg_ctl restart -m immediate, then a change committed as soon as Postgres accepts
+    connections again: delivered without waiting for the poll (10 minutes here). hookd's
+    LISTEN connection and its query pool reconnect on their own schedules, in either order;
+    the catch-up read after the LISTEN reconnect, or the change's NOTIFY, may arrive while
+    the pool is still down, and must be remembered and run when it is back. Five restarts,
+    to meet both orders."""
+    h, wh = start_stream(pg, hookd_factory, sink, "/again", capture_poll_interval="10m")
+    h.sql("INSERT INTO public.stream VALUES (0, 'before')")
+    sink.wait_for(1, "/again", timeout=5)
+    for i in range(1, 6):
+        pg.restart(mode="immediate")
+        t0 = time.monotonic()
+        h.sql("INSERT INTO public.stream VALUES (%s, 'right after the restart')", i)
+        wait_or_explain(h, lambda: i in {o["record"]["id"] for _, o in received(sink, "/again")},
+                        10 * hh.SLOW, f"the change after restart {i} delivered")
+        took = time.monotonic() - t0
+        assert took < 10 * hh.SLOW, f"restart {i}: delivered {took:.1f} s after the commit"
+    time.sleep(0.5)
+    got = received(sink, "/again")
+    assert sorted(o["record"]["id"] for _, o in got) == list(range(6))
+    assert len({mid for mid, _ in got}) == 6
+    assert one_message_per_change(h) == 6
+    assert h.alive()
+
+
 def test_kill9_during_a_stream(pg, hookd_factory, sink):
     """hookd killed while reading and sending: a new process makes every missing message
     (and no message twice) and sends every delivery; a delivery is sent twice only if the

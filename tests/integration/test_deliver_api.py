@@ -6,12 +6,9 @@ standardwebhooks npm package's Webhook.verify, and the seeds' Express examples."
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import urllib.request
-
-import pytest
 
 import hookd_harness as hh
 from outbound import (attempts, create_webhook, delivery, fresh, hex_hmac, publish,
@@ -288,21 +285,6 @@ def test_seed_003_errors_are_in_its_shape(pg, hookd_factory, sink):
 
 
 # --- real receivers -------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def node_modules(test_root):
-    """standardwebhooks from the npm registry, installed into a scratch folder."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed")
-    prefix = os.path.join(test_root, "npm")
-    os.makedirs(prefix, exist_ok=True)
-    p = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund",
-                        "--loglevel=error", "standardwebhooks"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert p.returncode == 0, f"npm install standardwebhooks failed:\n{p.stdout}"
-    return os.path.join(prefix, "node_modules")
-
 
 class NodeReceiver:
     def __init__(self, node_modules, root):

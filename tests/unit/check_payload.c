@@ -176,6 +176,45 @@ START_TEST(test_change_fluxbase)
 }
 END_TEST
 
+/* A DELETE as the capture trigger stores it: the deleted row in record and old_record. */
+static const char change_delete[] =
+    "{\"op\" : \"DELETE\", \"schema\" : \"public\", \"table\" : \"users\", "
+    "\"record\" : {\"id\": 7, \"email\": \"gone@example.com\"}, "
+    "\"old_record\" : {\"id\": 7, \"email\": \"gone@example.com\"}, "
+    "\"timestamp\" : \"2025-11-02T10:30:00.5Z\"}";
+
+START_TEST(test_change_delete)
+{
+	struct payload_message m = {
+	    .id = "evt_chg0000000000000000000000043",
+	    .event_type = "public.users.DELETE",
+	    .created_ms = T0,
+	    .data = change_delete,
+	    .data_len = sizeof(change_delete) - 1,
+	    .op = "DELETE",
+	    .schema = "public",
+	    .table = "users",
+	};
+
+	/* Seed 004: "record": deleted record data, "old_record": same as record. */
+	expect_body(&m, PAYLOAD_FLUXBASE, "w",
+	    "{\"event\":\"DELETE\",\"table\":\"users\",\"schema\":\"public\","
+	    "\"record\":{\"id\":7,\"email\":\"gone@example.com\"},"
+	    "\"old_record\":{\"id\":7,\"email\":\"gone@example.com\"},"
+	    "\"timestamp\":\"2025-11-02T10:30:00.500Z\",\"webhook_id\":\"w\"}");
+	/* Seed 000 (Supabase): row_to_json(NEW) is null on DELETE; the row is old_record. */
+	expect_body(&m, PAYLOAD_SUPABASE, "w",
+	    "{\"type\":\"DELETE\",\"table\":\"users\",\"schema\":\"public\",\"record\":null,"
+	    "\"old_record\":{\"id\":7,\"email\":\"gone@example.com\"}}");
+	/* The same when the caller passes the columns rather than data. */
+	m.record = "{\"id\":7}";
+	m.old_record = "{\"id\":7}";
+	expect_body(&m, PAYLOAD_SUPABASE, "w",
+	    "{\"type\":\"DELETE\",\"table\":\"users\",\"schema\":\"public\",\"record\":null,"
+	    "\"old_record\":{\"id\":7}}");
+}
+END_TEST
+
 START_TEST(test_change_insert_and_caller_fields)
 {
 	static const char data[] = "{\"op\":\"INSERT\",\"schema\":\"public\",\"table\":\"t\","
@@ -307,6 +346,7 @@ payload_suite(void)
 	tcase_add_test(tc, test_js_stringify_bytes);
 	tcase_add_test(tc, test_bad_data);
 	tcase_add_test(tc, test_change_fluxbase);
+	tcase_add_test(tc, test_change_delete);
 	tcase_add_test(tc, test_change_insert_and_caller_fields);
 	tcase_add_test(tc, test_parse_time);
 	tcase_add_test(tc, test_js_order_in_place);

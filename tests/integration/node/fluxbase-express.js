@@ -10,8 +10,8 @@
 //   - GET /_received, the records;
 //   - listening on a free loopback port (printed as "listening on PORT") instead of 3000.
 //
-// NODE_PATH must name a node_modules holding express (the test installs it into a scratch
-// folder with npm install --prefix).
+// NODE_PATH must name a node_modules holding express: the node_modules fixture
+// (conftest.py) installs the exact versions of package-lock.json beside this file.
 'use strict';
 
 const express = require('express');

@@ -9,8 +9,8 @@
 //        verifies with NAME's secret; 200 when every check passes, else 401
 //   GET /_results                          every delivery seen: {path, webhook_id, ok, checks}
 //
-// NODE_PATH must name a node_modules holding standardwebhooks (the test installs it into
-// a scratch folder with npm install --prefix).
+// NODE_PATH must name a node_modules holding standardwebhooks: the node_modules fixture
+// (conftest.py) installs the exact versions of package-lock.json beside this file.
 'use strict';
 
 const crypto = require('crypto');
