@@ -532,7 +532,7 @@ int
 config_validate(const struct config *cfg, char **err)
 {
 	struct config_listen addrs[CONFIG_MAX_LISTEN];
-	char **types;
+	struct declared_event_type *types;
 	int n, rc = 0;
 
 	if (cfg->db_reconnect_min > cfg->db_reconnect_max) {
@@ -559,18 +559,17 @@ config_validate(const struct config *cfg, char **err)
 	if (validate_cidrs("trusted_proxies", cfg->trusted_proxies, err) != 0 ||
 	    validate_cidrs("outbound_allow_networks", cfg->outbound_allow_networks, err) != 0)
 		return -1;
-	types = subscription_event_types_split(cfg->event_types, &n);
-	for (int i = 0; i < n; i++) {
-		if (rc == 0 && !subscription_event_type_valid(types[i])) {
+	types = subscription_event_types_parse(cfg->event_types, &n);
+	for (int i = 0; i < n && rc == 0; i++) {
+		if (!subscription_event_type_valid(types[i].name)) {
 			set_error(err,
 			    "event_types: \"%.80s\" is not an event type (a letter, digit or '_', "
 			    "then also '.', ':', '/' or '-'; at most %d bytes)",
-			    types[i], SUB_EVENT_TYPE_MAX_LEN);
+			    types[i].name, SUB_EVENT_TYPE_MAX_LEN);
 			rc = -1;
 		}
-		free(types[i]);
 	}
-	free(types);
+	subscription_event_types_free(types, n);
 	if (rc != 0)
 		return -1;
 	if (*cfg->outbound_ca_file != '\0' && access(cfg->outbound_ca_file, R_OK) != 0) {

@@ -175,7 +175,10 @@ START_TEST(test_config_validate_structured)
 	free(err);
 
 	assert_valid("event_types", "order.created, order.updated,");
-	assert_invalid("event_types", "order.created, bad type", "\"bad type\"");
+	assert_invalid(
+	    "event_types", "order.created, -bad: a type that starts with a dash", "\"-bad\"");
+	/* "name: description" and "name description" entries are valid. */
+	assert_valid("event_types", "order.created: New order placed, order.paid Payment received");
 	assert_invalid(
 	    "outbound_ca_file", "/nonexistent/ca.pem", "cannot read /nonexistent/ca.pem");
 	assert_invalid("master_key_file", "", "master_key_file must name a file");
