@@ -65,8 +65,11 @@ static const struct config_key keys[] = {
         "CIDRs of proxies whose X-Forwarded-For names the real client (for IP allowlists)."),
     KEY(ingest_batch_max, CONFIG_INT, 1, 10000, "256", 1, NULL,
         "Events one group commit may carry."),
-    KEY(ingest_inflight_max, CONFIG_INT, 1, 64, "2", 1, NULL,
+    KEY(ingest_inflight_max, CONFIG_INT, 1, 64, "3", 1, NULL,
         "Group commits in flight at once; requests arriving meanwhile join the next one."),
+    KEY(ingest_batch_min, CONFIG_INT, 1, 10000, "16", 1, NULL,
+        "Events that must be waiting before a group commit starts while another is in "
+        "flight (with none in flight one starts at once)."),
     KEY(process_batch, CONFIG_INT, 1, 10000, "64", 1, NULL,
         "Inbound events the handler worker leases at once."),
     KEY(process_lease, CONFIG_DURATION, SEC(1), SEC(3600), "60s", 1, NULL,

@@ -13,6 +13,9 @@
 #include "hookd/log.h"
 #include "hookd/metrics.h"
 
+/* A group that has run this long marks its connection as busy with a long statement. */
+#define DB_STALL_US 20000
+
 /*
  * How it works. Each connection runs in pipeline mode. A group is sent as its
  * statements followed by one Sync; the server runs everything up to a Sync as one
@@ -113,8 +116,9 @@ struct pconn {
 	int ngroups;               /* user groups in flight */
 	unsigned char *stmt_state; /* per registered statement: STMT_UNPREPARED, ... */
 	int nstmt_state;
-	int npreparing; /* preparations in flight */
-	int failed;     /* failed since the pool's last successful connect */
+	int npreparing;   /* preparations in flight */
+	int failed;       /* failed since the pool's last successful connect */
+	uint64_t head_us; /* when the first group in flight became the one Postgres runs */
 };
 
 struct state_hook {
@@ -746,6 +750,8 @@ send_prepares(struct pconn *pc, PGconn *pq)
 		r->internal = 1;
 		r->nstmts = 1;
 		r->where = REQ_SENT;
+		if (TAILQ_EMPTY(&pc->inflight))
+			pc->head_us = now_mono_us();
 		TAILQ_INSERT_TAIL(&pc->inflight, r, entry);
 		pc->npreparing++;
 		pc->stmt_state[i] = STMT_PREPARING;
@@ -779,6 +785,8 @@ send_group(struct pconn *pc, struct db_req *r)
 	if (!PQpipelineSync(pq))
 		goto broken;
 	r->where = REQ_SENT;
+	if (TAILQ_EMPTY(&pc->inflight))
+		pc->head_us = now_mono_us();
 	TAILQ_INSERT_TAIL(&pc->inflight, r, entry);
 	pc->ngroups++;
 	if (pc->ngroups > db->peak_groups)
@@ -796,19 +804,37 @@ broken:
 	db_conn_fail(pc->conn, PQerrorMessage(pq));
 }
 
+/*
+ * The ready connection with room and the fewest groups in flight. A connection whose
+ * current group has run for more than DB_STALL_US (an ANALYZE, a slow handler, a large
+ * report) is passed over while another has room: whatever is pipelined behind a long
+ * statement waits for it, and a 1 ms commit should not wait for a 300 ms query.
+ */
 static struct pconn *
 pick_conn(struct db *db)
 {
 	struct pconn *best = NULL;
+	int best_stalled = 0;
+	uint64_t now = 0;
 
 	for (int i = 0; i < db->nconns; i++) {
 		struct pconn *pc = &db->conns[i];
+		int stalled;
 
 		if (pc->state != PCONN_READY || db_conn_pq(pc->conn) == NULL ||
 		    pc->ngroups >= db->opt.pipeline_depth)
 			continue;
-		if (best == NULL || pc->ngroups < best->ngroups)
+		stalled = 0;
+		if (!TAILQ_EMPTY(&pc->inflight)) {
+			if (now == 0)
+				now = now_mono_us();
+			stalled = now - pc->head_us > DB_STALL_US;
+		}
+		if (best == NULL || stalled < best_stalled ||
+		    (stalled == best_stalled && pc->ngroups < best->ngroups)) {
 			best = pc;
+			best_stalled = stalled;
+		}
 	}
 	return best;
 }
@@ -940,6 +966,7 @@ conn_input_cb(struct db_conn *c, void *arg)
 		}
 		PQclear(res);
 		TAILQ_REMOVE(&pc->inflight, r, entry);
+		pc->head_us = now_mono_us();
 		req_complete(pc, r);
 	}
 	dispatch(db);

@@ -180,6 +180,9 @@ batch_cb(const struct db_result *r, void *arg)
 	in->inflight--;
 	in->batches--;
 	metric_observe(m_batch_rows, b->n);
+	/* The next group goes to Postgres while this one's answers are written. */
+	if (!(r->status == DB_ERR_SQL && b->n > 1))
+		flush(in);
 	if (r->status == DB_OK) {
 		const PGresult *res = r->res[0];
 		int rows = db_rows(res);
@@ -230,13 +233,22 @@ batch_cb(const struct db_result *r, void *arg)
 	flush(in);
 }
 
-/* Send queued events as one group while fewer than ingest_inflight_max are in flight. */
+/*
+ * Send queued events as groups. With no group in flight one goes at once, so a lone
+ * request waits for nothing; while groups are in flight another starts only once
+ * ingest_batch_min events wait (and fewer than ingest_inflight_max are in flight), so
+ * under load commits stay large (Postgres's cost per event falls with the group's size)
+ * and yet several overlap, keeping both Postgres and hookd busy.
+ */
 static void
 flush(struct ingest *in)
 {
-	int max_batch = (int)in->app->cfg.ingest_batch_max;
+	const struct config *cfg = &in->app->cfg;
+	int max_batch = (int)cfg->ingest_batch_max;
 
-	while (in->nqueued > 0 && in->batches < in->app->cfg.ingest_inflight_max) {
+	while (in->nqueued > 0 && in->batches < cfg->ingest_inflight_max &&
+	       (in->batches == 0 || in->nqueued >= cfg->ingest_batch_min ||
+	           TAILQ_FIRST(&in->queue)->alone)) {
 		int n = TAILQ_FIRST(&in->queue)->alone ? 1 : in->nqueued;
 		struct db_array ids, sources, externals, types, payloads, raws, headers, work;
 		struct db_params dp;

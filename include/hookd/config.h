@@ -44,6 +44,7 @@ struct config {
 	char *trusted_proxies;
 	int64_t ingest_batch_max;
 	int64_t ingest_inflight_max;
+	int64_t ingest_batch_min;
 	int64_t process_batch;
 	int64_t process_lease;
 	int64_t process_poll_interval;

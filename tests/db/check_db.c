@@ -475,6 +475,52 @@ START_TEST(test_many_pipelined)
 }
 END_TEST
 
+/*
+ * A long statement does not hold back short ones: with two connections, a burst of groups
+ * sent while one connection runs a 1.5 s statement all go to the other (by count alone
+ * about half would queue behind the long one) and are answered long before it ends.
+ */
+START_TEST(test_long_statement_is_passed_over)
+{
+	enum { N = 40 };
+	struct db_options o = options(url, 2);
+	struct db *db = db_create(base, dns, &o);
+	struct many *m = xcalloc(N, sizeof(*m));
+	struct db_stmt *s = db_prepare(db, "t_short", "SELECT $1::int * 3, pg_backend_pid()");
+	struct cap slow;
+	int left = N;
+	uint64_t t0;
+
+	db_start(db);
+	ck_assert(wait_until(pool_all_ready, db, 10000));
+	memset(&slow, 0, sizeof(slow));
+	db_query(db, "SELECT pg_sleep(1.5), pg_backend_pid()", NULL, cap_cb, &slow);
+	spin(100); /* past DB_STALL_US: that connection is running a long statement */
+	ck_assert_int_eq(slow.done, 0);
+	t0 = now_mono_ms();
+	for (int i = 0; i < N; i++) {
+		struct db_params p;
+
+		m[i].i = i;
+		m[i].left = &left;
+		db_params_init(&p);
+		db_param_int(&p, i);
+		db_exec(db, s, &p, many_cb, &m[i]);
+	}
+	ck_assert(wait_until(none_left, &left, 1000));
+	ck_assert_msg(now_mono_ms() - t0 < 1000, "short groups waited for the long one");
+	ck_assert_int_eq(slow.done, 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(m[i].ok, "group %d got a wrong answer", i);
+	ck_assert(wait_until(cap_done, &slow, 5000));
+	ck_assert_int_eq(slow.st, DB_OK);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_ne(m[i].pid, atoi(slow.val[0][1]));
+	free(m);
+	db_free(db);
+}
+END_TEST
+
 /* Big parameters out and big rows back: socket buffers fill in both directions. */
 struct big {
 	int i, ok;
@@ -1136,6 +1182,7 @@ db_suite(void)
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_group_rollback);
 	tcase_add_test(tc, test_many_pipelined);
+	tcase_add_test(tc, test_long_statement_is_passed_over);
 	tcase_add_test(tc, test_large_pipelined);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_hostname_dns);
