@@ -899,7 +899,8 @@ dispatch_cb(struct evhttp_request *ev, void *arg)
 	    s->reading->req == NULL) {
 		r->conn = s->reading;
 		r->conn->req = r;
-		evbuffer_cb_set_flags(bufferevent_get_output(r->conn->bev), r->conn->out_cb, 0);
+		evbuffer_cb_clear_flags(
+		    bufferevent_get_output(r->conn->bev), r->conn->out_cb, EVBUFFER_CB_ENABLED);
 	}
 	s->reading = NULL;
 	r->method = method_name(evhttp_request_get_command(ev));
