@@ -160,10 +160,14 @@ def test_insert_update_delete_seed_004_and_seed_000_bytes(pg, hookd_factory, sin
     assert '"record":null,"old_record":{' in sgot["DELETE"][1]["body"]
     assert h.sql("SELECT count(*), count(DISTINCT origin_id) FROM hookd.messages"
                  " WHERE origin = 'change'")[0] == (3, 3)
-    # Seed 004's delivery history shows them.
-    r = h.get(f"/api/v1/webhooks/{flux['id']}/deliveries?limit=50", auth=True)
-    assert r.status == 200
-    assert sorted(d["status"] for d in r.body["data"]) == ["succeeded"] * 3
+    # Seed 004's delivery history shows them, once their outcomes are written back (the
+    # sink has them before hookd's write-back commits).
+    def history():
+        r = h.get(f"/api/v1/webhooks/{flux['id']}/deliveries?limit=50", auth=True)
+        assert r.status == 200
+        return sorted(d["status"] for d in r.body["data"])
+    hh.wait_until(lambda: history() == ["succeeded"] * 3, 10 * hh.SLOW,
+                  message="three succeeded deliveries in the history")
 
 
 def test_row_of_100_kb_is_delivered_whole(pg, hookd_factory, sink):
