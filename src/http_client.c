@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
@@ -162,7 +164,8 @@ struct http_call {
 struct http_client {
 	struct event_base *base;
 	struct evdns_base *dns;
-	SSL_CTX *ssl_ctx;
+	SSL_CTX *ssl_ctx; /* made when first needed: tls_context() */
+	char *ca_file;
 	int max_per_origin, idle_timeout_ms, tls_verify;
 	size_t max_body;
 	struct cidr *allow;
@@ -186,6 +189,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_connect_next(struct conn *cn);
 static void conn_open(struct conn *cn);
 static void origin_pump(struct origin *o);
+static SSL_CTX *tls_context(struct http_client *c);
 
 /* --- metrics --------------------------------------------------------------------------- */
 
@@ -891,7 +895,12 @@ conn_connected(struct conn *cn)
 		conn_send(cn);
 		return;
 	}
-	cn->ssl = SSL_new(c->ssl_ctx);
+	cn->ssl = tls_context(c) != NULL ? SSL_new(c->ssl_ctx) : NULL;
+	if (cn->ssl == NULL && c->ssl_ctx == NULL) {
+		evutil_closesocket(fd);
+		conn_fail(cn, HTTP_CALL_TLS, "TLS with %s: no TLS context (see the log)", cn->remote);
+		return;
+	}
 	if (cn->ssl == NULL) {
 		evutil_closesocket(fd);
 		conn_fail(cn, HTTP_CALL_TLS, "TLS with %s: cannot make an SSL object", cn->remote);
@@ -1296,6 +1305,97 @@ defer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- the public interface -------------------------------------------------------------- */
 
+/* Does dir hold a certificate under OpenSSL's hashed name (8 hex digits, '.', a digit)? */
+static int
+dir_has_hashed_certs(const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int found = 0;
+
+	if (d == NULL)
+		return 0;
+	while (!found && (de = readdir(d)) != NULL) {
+		const char *n = de->d_name;
+
+		found = strlen(n) >= 10 && strspn(n, "0123456789abcdef") == 8 && n[8] == '.' &&
+		        n[9] >= '0' && n[9] <= '9';
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * The system's CA certificates.  Where the system keeps them as a hashed directory
+ * (Debian's /etc/ssl/certs, or SSL_CERT_DIR), a handshake looks its root up there and the
+ * store keeps only the roots in use: loading the whole bundle file instead parses some 140
+ * certificates and holds 1.4 MB.  SSL_CERT_FILE, or a system with no hashed directory,
+ * loads the bundle file as OpenSSL's defaults do.
+ */
+static int
+load_system_cas(SSL_CTX *ctx)
+{
+	const char *dir = getenv(X509_get_default_cert_dir_env());
+	const char *file = getenv(X509_get_default_cert_file_env());
+
+	if (file == NULL || *file == '\0') {
+		if (dir != NULL && *dir != '\0')
+			return SSL_CTX_load_verify_dir(ctx, dir);
+		if (dir_has_hashed_certs(X509_get_default_cert_dir()))
+			return SSL_CTX_load_verify_dir(ctx, X509_get_default_cert_dir());
+	}
+	return SSL_CTX_set_default_verify_paths(ctx);
+}
+
+/* The client's TLS context, made on first use; NULL (the reason logged) when it cannot be. */
+static SSL_CTX *
+tls_context(struct http_client *c)
+{
+	SSL_CTX *ctx;
+
+	if (c->ssl_ctx != NULL)
+		return c->ssl_ctx;
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		log_error("http client: cannot make a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	/* Idle keep-alive connections need not hold 30 KiB of TLS buffers each. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9);
+	if (c->tls_verify) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		if (load_system_cas(ctx) != 1)
+			log_warn("http client: cannot load the system's CA certificates");
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	}
+	if (c->ca_file != NULL && c->ca_file[0] != '\0' && access(c->ca_file, R_OK) != 0) {
+		log_error("http client: cannot read CA certificates from %s: %s", c->ca_file,
+		    strerror(errno));
+		goto fail;
+	}
+	if (c->ca_file != NULL && c->ca_file[0] != '\0' &&
+	    SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL) != 1) {
+		char reason[256] = "unknown error";
+		unsigned long e = ERR_peek_last_error();
+
+		if (e != 0)
+			ERR_error_string_n(e, reason, sizeof(reason));
+		ERR_clear_error();
+		log_error(
+		    "http client: cannot load CA certificates from %s: %s", c->ca_file, reason);
+		goto fail;
+	}
+	c->ssl_ctx = ctx;
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 struct http_client *
 http_client_new(
     struct event_base *base, struct evdns_base *dns, const struct http_client_options *opt)
@@ -1322,40 +1422,18 @@ http_client_new(
 	TAILQ_INIT(&c->dead);
 	c->ev_defer = event_new(base, -1, 0, defer_cb, c);
 
-	c->ssl_ctx = SSL_CTX_new(TLS_client_method());
-	if (c->ssl_ctx == NULL) {
-		log_error("http client: cannot make a TLS context");
-		goto fail;
-	}
-	SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(c->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	/* Idle keep-alive connections need not hold 30 KiB of TLS buffers each. */
-	SSL_CTX_set_mode(c->ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_alpn_protos(c->ssl_ctx, (const unsigned char *)"\x08http/1.1", 9);
-	if (c->tls_verify) {
-		SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
-		if (SSL_CTX_set_default_verify_paths(c->ssl_ctx) != 1)
-			log_warn("http client: cannot load the system's CA certificates");
-	} else {
-		SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_NONE, NULL);
+	/*
+	 * The TLS context is made at the first https:// connection: OpenSSL's first use maps
+	 * some 2 MB of its library, which a hookd that sends no HTTPS need not carry.  An extra
+	 * CA file is read now, so that a bad one is refused here and a reload keeps the old
+	 * configuration.
+	 */
+	if (!c->tls_verify)
 		log_warn("http client: TLS certificate verification is off");
-	}
-	if (opt->ca_file != NULL && opt->ca_file[0] != '\0' && access(opt->ca_file, R_OK) != 0) {
-		log_error("http client: cannot read CA certificates from %s: %s", opt->ca_file,
-		    strerror(errno));
-		goto fail;
-	}
-	if (opt->ca_file != NULL && opt->ca_file[0] != '\0' &&
-	    SSL_CTX_load_verify_locations(c->ssl_ctx, opt->ca_file, NULL) != 1) {
-		char reason[256] = "unknown error";
-		unsigned long e = ERR_peek_last_error();
-
-		if (e != 0)
-			ERR_error_string_n(e, reason, sizeof(reason));
-		ERR_clear_error();
-		log_error(
-		    "http client: cannot load CA certificates from %s: %s", opt->ca_file, reason);
-		goto fail;
+	if (opt->ca_file != NULL && opt->ca_file[0] != '\0') {
+		c->ca_file = xstrdup(opt->ca_file);
+		if (tls_context(c) == NULL)
+			goto fail;
 	}
 	return c;
 fail:
@@ -1628,6 +1706,7 @@ client_destroy(struct http_client *c)
 		event_free(c->ev_defer);
 	if (c->ssl_ctx != NULL)
 		SSL_CTX_free(c->ssl_ctx);
+	free(c->ca_file);
 	free(c->allow);
 	free(c->user_agent);
 	free(c);

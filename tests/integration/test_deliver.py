@@ -9,9 +9,13 @@ API, as a user would.
 """
 
 import json
+import os
+import shutil
 import signal
+import subprocess
 import tempfile
 import time
+import uuid
 
 import hookd_harness as hh
 from outbound import (attempts, create_webhook, delivery, fresh, hex_hmac, js_stringify,
@@ -285,6 +289,37 @@ def test_https_from_hookd_verifies_the_chain_and_the_name(pg, hookd_factory, tes
     finally:
         for s in sinks:
             s.finish()
+
+
+def test_https_trusts_the_system_store_as_openssl_names_it(pg, hookd_factory, test_root):
+    """With no outbound_ca_file, the system store decides: a hashed directory named by
+    SSL_CERT_DIR (looked up per handshake; SSL_CERT_FILE unset) or a bundle named by
+    SSL_CERT_FILE. Each hookd trusts the throwaway CA only through its environment."""
+    pki = tempfile.mkdtemp(prefix="pki-", dir=test_root)
+    hashed = tempfile.mkdtemp(prefix="certs-", dir=test_root)
+    ca = make_ca(pki, "system-store-ca")
+    shutil.copy(ca[0], os.path.join(hashed, "system-store-ca.pem"))
+    subprocess.run(["openssl", "rehash", hashed], check=True, capture_output=True)
+    assert any(len(n) == 10 and n.endswith(".0") for n in os.listdir(hashed))
+    good = Sink(test_root, tls=make_server_cert(pki, "good", ca, ["localhost"])).start()
+    try:
+        stores = {"dir": {"SSL_CERT_FILE": "", "SSL_CERT_DIR": hashed},
+                  "file": {"SSL_CERT_FILE": ca[0], "SSL_CERT_DIR": ""}}
+        for name, env in stores.items():
+            db = f"store_{name}_{uuid.uuid4().hex[:6]}"
+            pg.create_database(db)
+            h = hookd_factory(config={"outbound_allow_networks": "127.0.0.0/8",
+                                      "deliver_poll_interval": "200ms"}, db=db, env=env)
+            create_webhook(h, good.url(f"/{name}", host="localhost"), name=name,
+                           max_retries=0)
+            mid = publish(h, data={"store": name})
+            (req,) = good.wait_for(1, path=f"/{name}", timeout=10 * hh.SLOW)
+            assert req["tls"] is True and req["sni"] == "localhost"
+            d = wait_delivery(h, mid, "succeeded", 5)
+            (a,) = attempts(h, d["id"])
+            assert a["status_code"] == 200 and a["error"] is None, (name, a)
+    finally:
+        good.finish()
 
 
 def test_retry_after_is_honoured(pg, hookd_factory, sink):
