@@ -898,7 +898,8 @@ conn_connected(struct conn *cn)
 	cn->ssl = tls_context(c) != NULL ? SSL_new(c->ssl_ctx) : NULL;
 	if (cn->ssl == NULL && c->ssl_ctx == NULL) {
 		evutil_closesocket(fd);
-		conn_fail(cn, HTTP_CALL_TLS, "TLS with %s: no TLS context (see the log)", cn->remote);
+		conn_fail(
+		    cn, HTTP_CALL_TLS, "TLS with %s: no TLS context (see the log)", cn->remote);
 		return;
 	}
 	if (cn->ssl == NULL) {
@@ -1329,7 +1330,7 @@ dir_has_hashed_certs(const char *dir)
  * The system's CA certificates.  Where the system keeps them as a hashed directory
  * (Debian's /etc/ssl/certs, or SSL_CERT_DIR), a handshake looks its root up there and the
  * store keeps only the roots in use: loading the whole bundle file instead parses some 140
- * certificates and holds 1.4 MB.  SSL_CERT_FILE, or a system with no hashed directory,
+ * certificates and holds 0.8 MB.  SSL_CERT_FILE, or a system with no hashed directory,
  * loads the bundle file as OpenSSL's defaults do.
  */
 static int

@@ -1176,7 +1176,8 @@ body_hash_matches(const struct verify_input *in, const char *hex, size_t hexlen)
 
 	if (hex_decode(hex, hexlen, want, sizeof(want)) != (int)sizeof(want))
 		return 0;
-	crypto_hash_sha256(got, in->body_len > 0 ? in->body : (const unsigned char *)"", in->body_len);
+	crypto_hash_sha256(
+	    got, in->body_len > 0 ? in->body : (const unsigned char *)"", in->body_len);
 	return ct_equal(want, sizeof(want), got, sizeof(got));
 }
 
