@@ -265,13 +265,16 @@ def test_two_processes_read_each_change_once(pg, hookd_factory, sink):
     b = sibling(hookd_factory, a)
     wait_cached(b, wh["id"])
     time.sleep(0.3)
-    # Several writers at once, so that both processes are woken often and both try to read.
+    # Several writers at once, so that both processes are woken often and both try to read;
+    # paced over a second or more, so that the two race for the reader's lock in hundreds
+    # of steps (the one that reads a step delivers what it made, so both deliver).
     conns = [pg.connect(dbname=a.db) for _ in range(3)]
 
     def write(k, c):
         cur = c.cursor()
         for j in range(200):
             cur.execute("INSERT INTO public.stream VALUES (%s, 'p')", (k * 1000 + j,))
+            time.sleep(0.005)
     threads = [threading.Thread(target=write, args=(k, c)) for k, c in enumerate(conns)]
     for t in threads:
         t.start()
