@@ -963,6 +963,24 @@ START_TEST(test_bad_ca_file)
 }
 END_TEST
 
+/* A readable file that holds no certificate is refused when the client is made, not at
+ * its first https:// connection (the TLS context is otherwise made then). */
+START_TEST(test_malformed_ca_file)
+{
+	struct http_client_options o;
+	char path[] = "/tmp/hookd-bad-ca-XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "not a certificate\n", 18), 18);
+	close(fd);
+	memset(&o, 0, sizeof(o));
+	o.ca_file = path;
+	ck_assert_ptr_null(http_client_new(base, dns, &o));
+	unlink(path);
+}
+END_TEST
+
 START_TEST(test_redirect_not_followed)
 {
 	struct http_client *c = client_new(0, 0, 1, 0);
@@ -1428,6 +1446,7 @@ client_suite(void)
 	tcase_add_test(tc, test_pool_policy_separation);
 	tcase_add_test(tc, test_tls);
 	tcase_add_test(tc, test_bad_ca_file);
+	tcase_add_test(tc, test_malformed_ca_file);
 	tcase_add_test(tc, test_redirect_not_followed);
 	tcase_add_test(tc, test_retry_once_on_reused);
 	tcase_add_test(tc, test_idle_close_detected);
