@@ -20,6 +20,7 @@
 #include "hookd/ingest.h"
 #include "hookd/ingest_util.h"
 #include "hookd/json.h"
+#include "hookd/json_check.h"
 #include "hookd/log.h"
 #include "hookd/metrics.h"
 #include "hookd/netguard.h"
@@ -681,12 +682,29 @@ stored_headers(struct http_req *r)
 	return b.p;
 }
 
-/* The event type: the source's event_type_key, else the usual headers and members. */
+/*
+ * Whether the receive path needs the JSON body as a json-c tree: for a handshake, or a
+ * json: key. Otherwise json_check takes the body as it is and event_type_of reads its
+ * members in place.
+ */
+static int
+needs_tree(const struct source *s)
+{
+	return verifier_has_handshake(s->verifier) || s->event_type_key.kind == SOURCE_KEY_JSON ||
+	       s->dedupe.kind == SOURCE_KEY_JSON;
+}
+
+/*
+ * The event type: the source's event_type_key, else the usual headers and members. The
+ * members are read from body, or when there is no tree from the checked JSON text raw.
+ */
 static char *
-event_type_of(const struct source *s, struct http_req *r, struct json_object *body)
+event_type_of(const struct source *s, struct http_req *r, struct json_object *body,
+    const unsigned char *raw, size_t raw_len)
 {
 	static const char *const headers[] = {"X-GitHub-Event", "X-Shopify-Topic", "X-Event-Type"};
 	static const char *const members[] = {"type", "event", "event_type"};
+	char *found[ARRAY_SIZE(members)], *type = NULL;
 
 	if (s->event_type_key.kind != SOURCE_KEY_NONE)
 		return source_key_value(&s->event_type_key, header_cb, r, body);
@@ -696,13 +714,23 @@ event_type_of(const struct source *s, struct http_req *r, struct json_object *bo
 		if (v != NULL && *v != '\0')
 			return xstrdup(v);
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(members); i++) {
-		const char *v = json_get_str(body, members[i]);
+	if (body != NULL) {
+		for (size_t i = 0; i < ARRAY_SIZE(members); i++) {
+			const char *v = json_get_str(body, members[i]);
 
-		if (v != NULL && *v != '\0')
-			return xstrdup(v);
+			if (v != NULL && *v != '\0')
+				return xstrdup(v);
+		}
+		return NULL;
 	}
-	return NULL;
+	json_top_strings((const char *)raw, raw_len, members, (int)ARRAY_SIZE(members), found);
+	for (size_t i = 0; i < ARRAY_SIZE(members); i++) {
+		if (type == NULL && found[i] != NULL && *found[i] != '\0')
+			type = found[i];
+		else
+			free(found[i]);
+	}
+	return type;
 }
 
 /*
@@ -886,7 +914,15 @@ in_receive(struct http_req *r, void *arg)
 		goto out;
 	}
 
-	if (kind == BODY_JSON) {
+	if (kind == BODY_JSON && !needs_tree(s)) {
+		/* Stored as sent: checked in place, its type read without a tree. */
+		if (json_check((const char *)raw, raw_len, why, sizeof(why)) != 0) {
+			count(s, "invalid_json");
+			http_reply_error(
+			    r, 400, "invalid_json", "the body is not valid JSON: %s", why);
+			goto out;
+		}
+	} else if (kind == BODY_JSON) {
 		body = json_parse((const char *)raw, raw_len, why, sizeof(why));
 		if (body == NULL) {
 			count(s, "invalid_json");
@@ -912,7 +948,7 @@ in_receive(struct http_req *r, void *arg)
 			goto out;
 		}
 	}
-	event_type = event_type_of(s, r, body);
+	event_type = event_type_of(s, r, body, raw, raw_len);
 	if (!source_type_allowed(s, event_type)) {
 		struct json_object *o = json_object_new_object();
 

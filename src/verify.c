@@ -688,6 +688,12 @@ verifier_uses_url(const struct verifier *v)
 	return v->kind == VERIFY_KIND_TWILIO || has_segment(v, VERIFY_SEG_URL);
 }
 
+int
+verifier_has_handshake(const struct verifier *v)
+{
+	return v->handshake != VERIFY_HS_NONE;
+}
+
 const char *
 verifier_scheme(const struct verifier *v)
 {

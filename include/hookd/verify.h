@@ -47,10 +47,12 @@ struct verifier *verifier_compile(struct json_object *cfg, char *err, size_t err
 void verifier_free(struct verifier *v);
 /* The scheme name ("standard", "github", "hmac", ...). */
 const char *verifier_scheme(const struct verifier *v);
-/* 0 for scheme "none", else 1. */
 /* 1 when the scheme signs the request URL (Twilio, or a template with {url}). */
 int verifier_uses_url(const struct verifier *v);
+/* 0 for scheme "none", else 1. */
 int verifier_requires_secret(const struct verifier *v);
+/* 1 when the scheme has a handshake for verify_handshake to answer (Slack, Zoom, Discord). */
+int verifier_has_handshake(const struct verifier *v);
 
 /*
  * Check a request against the source's live secrets (strings exactly as the provider

@@ -153,6 +153,49 @@ def test_refusals_store_nothing(hookd):
     assert count_events(hookd, "strict") == 0
 
 
+def test_json_checked_in_place(hookd):
+    """A source with no handshake and no json: key takes its JSON body as sent, checked in
+    place (json_check): what jsonb would refuse is a 400 naming the reason, before any
+    commit, and the event type comes from the body's top-level members."""
+    make_source(hookd, slug="plainjson")
+    refused = {
+        b'{"a":"\\ud800"}': "unpaired surrogate in a \\u escape at offset 6",
+        b'{"a":"\\u0000"}': "strings must not contain \\u0000 at offset 6",
+        b'{"a":"tab\there"}': "control character in a string (it must be escaped) at offset 9",
+        b'{"a":"\xc0\x80"}': "invalid UTF-8 in a string at offset 6",
+        b'{"a":1.}': "invalid number (a digit must follow '.') at offset 7",
+        b'{"a":NaN}': "unexpected character at offset 5",
+        b'{"a":1} {}': "unexpected data after JSON value at offset 8",
+        b"[" * 33 + b"]" * 33: "nesting too deep at offset 32",
+        b"null": "a JSON null is not accepted here at offset 4",
+    }
+    for body, reason in refused.items():
+        r = hookd.post("/in/plainjson", body=body, headers={"Content-Type": "application/json"})
+        assert_error(r, 400, "invalid_json")
+        assert r.body["message"] == f"the body is not valid JSON: {reason}", (body, r.body)
+    assert count_events(hookd, "plainjson") == 0
+
+    cases = [  # body, the event type stored
+        (b'{"ty\\u0070e":"caf\\u00e9.paid","event":"ignored"}', "caf\u00e9.paid"),
+        (b'{"type":"","event":"order.created"}', "order.created"),
+        (b'{"type":7,"event_type":"from.event_type"}', "from.event_type"),
+        (b'{"type":"first","type":"last"}', "last"),
+        (b'{"data":{"type":"nested"}}', None),
+        (b'["type","array"]', None),
+        (b'"just a string"', None),
+    ]
+    ids = []
+    for body, _ in cases:
+        r = hookd.post("/in/plainjson", body=body, headers={"Content-Type": "application/json"})
+        assert r.status == 202, (body, r)
+        ids.append(r.body["id"])
+    rows = dict(hookd.sql("SELECT id::text, event_type FROM hookd.events WHERE id = ANY(%s::uuid[])",
+                          ids))
+    assert [rows[i] for i in ids] == [want for _, want in cases]
+    raw = hookd.sql("SELECT raw_body FROM hookd.events WHERE id = %s", ids[0])[0][0]
+    assert bytes(raw) == cases[0][0]  # byte for byte
+
+
 def test_ip_allowlist_and_rate_limit(hookd):
     make_source(hookd, slug="walled", ip_allowlist=["10.0.0.0/8"])
     assert_error(hookd.post("/in/walled", json={"a": 1}), 403, "forbidden")
