@@ -100,18 +100,6 @@ fail:
 	return -1;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode one segment; NULL when malformed or decoding to NUL or '/'. */
 static char *
 decode_segment(const char *s, size_t len)
@@ -124,8 +112,8 @@ decode_segment(const char *s, size_t len)
 
 			if (i + 2 >= len)
 				goto fail;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = hex_value(s[i + 1]);
+			lo = hex_value(s[i + 2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				goto fail;
 			*o++ = (char)(hi << 4 | lo);

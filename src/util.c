@@ -195,8 +195,8 @@ hex_encode(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int
-hexval(char c)
+int
+hex_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -213,7 +213,7 @@ hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outmax)
 	if (inlen % 2 != 0 || inlen / 2 > outmax)
 		return -1;
 	for (size_t i = 0; i < inlen / 2; i++) {
-		int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+		int hi = hex_value(in[2 * i]), lo = hex_value(in[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;

@@ -998,18 +998,6 @@ build_template(const struct verifier *v, const struct verify_input *in, const st
 	}
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode (and '+' to space) len bytes of s into out; returns the decoded length. */
 static size_t
 form_decode(const char *s, size_t len, char *out)
@@ -1019,9 +1007,9 @@ form_decode(const char *s, size_t len, char *out)
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] == '+') {
 			out[n++] = ' ';
-		} else if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 &&
-		           hexval(s[i + 2]) >= 0) {
-			out[n++] = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
+		} else if (s[i] == '%' && i + 2 < len && hex_value(s[i + 1]) >= 0 &&
+		           hex_value(s[i + 2]) >= 0) {
+			out[n++] = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
 			i += 2;
 		} else {
 			out[n++] = s[i]; /* a stray '%' stays, as browsers keep it */

@@ -40,6 +40,8 @@ void uuid_v7(char out[37]);
 /* 1 when s is a canonical UUID (any version). */
 int uuid_valid(const char *s);
 
+/* The value of one hex digit (either case), or -1. */
+int hex_value(int c);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* Decode hex (either case); returns the byte count or -1. */
