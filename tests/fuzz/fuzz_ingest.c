@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "hookd/json.h"
+#include "hookd/json_check.h"
 #include "hookd/sources.h"
 #include "hookd/verify.h"
 
@@ -16,7 +17,8 @@
  * The input is split at the first NUL: the bytes before it are a Standard Webhooks
  * signature header value, the rest is the body. Both reach the same code a request to
  * POST /in/{slug} does, with a fixed secret, so the fuzzer explores header parsing, the
- * HMAC path, strict JSON parsing, JSON paths and JSON.stringify-compatible output.
+ * HMAC path, strict JSON parsing (json-c, and json_check held to agree with it), JSON
+ * paths and JSON.stringify-compatible output.
  */
 static const char *sig_header;
 
@@ -44,6 +46,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct json_object *o;
 	struct source_key k;
 	char err[200], why[200], *header, *text, *value;
+	int checked;
 	size_t hlen = nul ? (size_t)(nul - data) : 0;
 
 	if (v == NULL) {
@@ -73,7 +76,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in.now = 1614265330;
 	in.tolerance = 300;
 	(void)verify_check(v, &in, secrets, 1, why, sizeof(why));
+	checked = json_check((const char *)data, size, why, sizeof(why)) == 0;
 	o = json_parse((const char *)data, size, err, sizeof(err));
+	/* What json_check takes json-c takes, and they read the same top-level strings. */
+	if (checked && o == NULL)
+		abort();
+	if (checked && json_object_is_type(o, json_type_object)) {
+		static const char *const names[] = {"type", "event", "event_type"};
+		char *got[3];
+
+		json_top_strings((const char *)data, size, names, 3, got);
+		for (int i = 0; i < 3; i++) {
+			const char *want = json_get_str(o, names[i]);
+
+			if ((want == NULL) != (got[i] == NULL) ||
+			    (want != NULL && strcmp(want, got[i]) != 0))
+				abort();
+			free(got[i]);
+		}
+	}
 	if (o != NULL) {
 		text = json_compact(o, NULL);
 		free(text);
