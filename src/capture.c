@@ -113,9 +113,7 @@ step_cb(const struct db_result *r, void *arg)
 		}
 		if (messages > 0 && c->on_work != NULL)
 			c->on_work(c->on_work_arg);
-	} else if (r->status == DB_ERR_SQL &&
-	           (strcmp(r->sqlstate, "42883") == 0 || strcmp(r->sqlstate, "42P01") == 0 ||
-	               strcmp(r->sqlstate, "42703") == 0)) {
+	} else if (db_schema_missing(r)) {
 		/* The schema is older than this binary: the janitor migrates, the poll retries. */
 		log_debug("capture: schema not ready: %s", r->error);
 	} else if (r->status == DB_ERR_LOST || r->status == DB_ERR_UNAVAILABLE) {

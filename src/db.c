@@ -910,7 +910,16 @@ req_complete(struct pconn *pc, struct db_req *r)
 	if (r->internal) {
 		int idx = r->stmts[0].stmt->index;
 
-		if (st != DB_OK)
+		/*
+		 * On a new database the pool connects before the migrations have made the
+		 * tables: expected, and said at info. The statement is prepared again before
+		 * the connection's next group; a missing object then is that group's error.
+		 */
+		if (st != DB_OK && db_sqlstate_schema_missing(state))
+			log_info("db %s: statement %s waits for the schema (%s); prepared again "
+			         "before this connection's next query",
+			    db_conn_label(pc->conn), r->stmts[0].stmt->name, msg);
+		else if (st != DB_OK)
 			log_warn("db %s: cannot prepare statement %s (will retry): %s",
 			    db_conn_label(pc->conn), r->stmts[0].stmt->name, msg);
 		pc->stmt_state[idx] = st == DB_OK ? STMT_PREPARED : STMT_UNPREPARED;
@@ -924,6 +933,24 @@ req_complete(struct pconn *pc, struct db_req *r)
 	pc->ngroups--;
 	db->ninflight--;
 	req_finish(r, st, msg, st == DB_ERR_SQL && state == NULL ? "XX000" : state);
+}
+
+int
+db_sqlstate_schema_missing(const char *sqlstate)
+{
+	static const char *const missing[] = {"42P01", "42883", "42703", "42704", "3F000"};
+
+	for (size_t i = 0; sqlstate != NULL && i < sizeof(missing) / sizeof(missing[0]); i++) {
+		if (strcmp(sqlstate, missing[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+db_schema_missing(const struct db_result *r)
+{
+	return r->status == DB_ERR_SQL && db_sqlstate_schema_missing(r->sqlstate);
 }
 
 /* Match results to the head of the in-flight FIFO; never call PQgetResult while busy. */

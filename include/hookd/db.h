@@ -45,6 +45,15 @@ struct db_result {
 };
 
 /*
+ * 1 when a SQLSTATE says an object of hookd's schema is missing (no such table, function,
+ * column, type or schema): what a new database answers before the migrations ran, or an
+ * older schema before they finished.
+ */
+int db_sqlstate_schema_missing(const char *sqlstate);
+/* db_sqlstate_schema_missing for a refused group. */
+int db_schema_missing(const struct db_result *r);
+
+/*
  * Completion callback. Always called from the event loop, never from inside the call
  * that queued the group, exactly once unless db_cancel was called first.
  */

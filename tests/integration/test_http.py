@@ -99,3 +99,19 @@ def test_every_response_carries_a_request_id(module_hookd):
         assert rid, f"{r.status} reply without X-Request-Id: {dict(r.headers)}"
         ids.append(rid)
     assert len(set(ids)) == len(ids), ids
+
+
+def test_first_start_on_a_new_database_is_quiet(pg, hookd_factory):
+    """On an empty database the pool and the caches come up before the migrations have
+    made the schema: that is expected, logged at info, and no line is a warning or an
+    error. Ready once migrated, with every cache loaded."""
+    pg.create_database("quiet_start")
+    h = hookd_factory(db="quiet_start")
+    assert h.get("/readyz").body["schema_version"] > 0
+    # This process found the database empty and migrated it itself.
+    assert any(str(line.get("msg", "")).startswith("schema at version")
+               for line in h.log_lines()), h.log_text()[-2000:]
+    r = h.get("/api/v1/sources", auth=True)
+    assert r.status == 200, r
+    loud = [line for line in h.log_lines() if line.get("level") in ("warn", "error")]
+    assert loud == [], loud
