@@ -35,9 +35,7 @@ loaded_cb(const struct db_result *r, void *arg)
 	a->loading = NULL;
 	if (r->status != DB_OK) {
 		/* Keep serving with the keys we have; the next reconnect or notify retries. */
-		log_msg(db_schema_missing(r) ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, NULL,
-		    "auth: cannot load admin keys%s: %s",
-		    db_schema_missing(r) ? " yet (the schema is not migrated)" : "", r->error);
+		db_log_failure(r, "auth: cannot load admin keys");
 	} else {
 		n = db_rows(r->res[0]);
 		free(a->keys);

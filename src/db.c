@@ -953,6 +953,15 @@ db_schema_missing(const struct db_result *r)
 	return r->status == DB_ERR_SQL && db_sqlstate_schema_missing(r->sqlstate);
 }
 
+void
+db_log_failure(const struct db_result *r, const char *what)
+{
+	if (db_schema_missing(r))
+		log_info("%s yet (the schema is not migrated): %s", what, r->error);
+	else
+		log_warn("%s: %s", what, r->error);
+}
+
 /* Match results to the head of the in-flight FIFO; never call PQgetResult while busy. */
 static void
 conn_input_cb(struct db_conn *c, void *arg)

@@ -895,13 +895,13 @@ conn_connected(struct conn *cn)
 		conn_send(cn);
 		return;
 	}
-	cn->ssl = tls_context(c) != NULL ? SSL_new(c->ssl_ctx) : NULL;
-	if (cn->ssl == NULL && c->ssl_ctx == NULL) {
+	if (tls_context(c) == NULL) {
 		evutil_closesocket(fd);
 		conn_fail(
 		    cn, HTTP_CALL_TLS, "TLS with %s: no TLS context (see the log)", cn->remote);
 		return;
 	}
+	cn->ssl = SSL_new(c->ssl_ctx);
 	if (cn->ssl == NULL) {
 		evutil_closesocket(fd);
 		conn_fail(cn, HTTP_CALL_TLS, "TLS with %s: cannot make an SSL object", cn->remote);

@@ -235,7 +235,7 @@ json_check(const char *buf, size_t len, char *err, size_t errlen)
 {
 	struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf,
 	    (const unsigned char *)buf + len, err, errlen};
-	char close[JSON_CHECK_MAX_DEPTH]; /* what ends each enclosing container: '}' or ']' */
+	char ends[JSON_CHECK_MAX_DEPTH]; /* what ends each enclosing container: '}' or ']' */
 	int depth = 0, top_null, want_name = 0;
 
 	skip_ws(&s);
@@ -250,11 +250,11 @@ json_check(const char *buf, size_t len, char *err, size_t errlen)
 		if (*s.p == '{' || *s.p == '[') {
 			if (depth == JSON_CHECK_MAX_DEPTH)
 				return fail(&s, "nesting too deep");
-			close[depth++] = *s.p == '{' ? '}' : ']';
+			ends[depth++] = *s.p == '{' ? '}' : ']';
 			s.p++;
 			skip_ws(&s);
-			if (s.p == s.end || *s.p != close[depth - 1]) {
-				want_name = close[depth - 1] == '}';
+			if (s.p == s.end || *s.p != ends[depth - 1]) {
+				want_name = ends[depth - 1] == '}';
 				continue; /* the container's first element */
 			}
 			s.p++; /* empty */
@@ -274,16 +274,16 @@ json_check(const char *buf, size_t len, char *err, size_t errlen)
 			}
 			if (s.p == s.end)
 				return fail(&s, "unexpected end of JSON input");
-			if (*s.p != close[depth - 1])
+			if (*s.p != ends[depth - 1])
 				break;
 			s.p++;
 			depth--;
 		}
 		if (*s.p != ',')
-			return fail(&s, close[depth - 1] == '}' ? "expected ',' or '}'"
-			                                        : "expected ',' or ']'");
+			return fail(&s,
+			    ends[depth - 1] == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
 		s.p++;
-		want_name = close[depth - 1] == '}';
+		want_name = ends[depth - 1] == '}';
 	}
 }
 

@@ -313,9 +313,7 @@ loaded_cb(const struct db_result *r, void *arg)
 
 	ss->loading = NULL;
 	if (r->status != DB_OK) {
-		log_msg(db_schema_missing(r) ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, NULL,
-		    "subscriptions: cannot load%s: %s",
-		    db_schema_missing(r) ? " yet (the schema is not migrated)" : "", r->error);
+		db_log_failure(r, "subscriptions: cannot load");
 	} else {
 		int rows = db_rows(r->res[0]), n = 0, enabled = 0;
 		struct subscription **arr = xcalloc((size_t)rows + 1, sizeof(*arr));

@@ -667,9 +667,8 @@ verifier_compile(struct json_object *cfg, char *err, size_t errlen)
 		v->digest = digests[v->alg];
 		v->sig_len = lens[v->alg];
 		/* Only SHA-1 goes through OpenSSL (hmac_pieces); the first fetch costs 2 MB. */
-		if (v->alg == VERIFY_ALG_SHA1)
-			v->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-		if (v->alg == VERIFY_ALG_SHA1 && v->mac == NULL) {
+		if (v->alg == VERIFY_ALG_SHA1 &&
+		    (v->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
 			say(err, errlen, "OpenSSL has no HMAC implementation");
 			goto fail;
 		}

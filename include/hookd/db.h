@@ -52,6 +52,11 @@ struct db_result {
 int db_sqlstate_schema_missing(const char *sqlstate);
 /* db_sqlstate_schema_missing for a refused group. */
 int db_schema_missing(const struct db_result *r);
+/*
+ * Log a failed group as "what: error": a warning, or at info when the schema is missing
+ * (a cache that loads before the migrations ran loads again once they have).
+ */
+void db_log_failure(const struct db_result *r, const char *what);
 
 /*
  * Completion callback. Always called from the event loop, never from inside the call
