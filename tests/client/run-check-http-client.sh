@@ -49,7 +49,9 @@ fi
 start_sink() {
 	local var=$1 name=$2 i port=
 	shift 2
-	"$sink" -p 0 -q "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+	# Made before the sink starts: the background shell may open it after the first sed.
+	: >"$tmp/$name.out"
+	"$sink" -p 0 -q "$@" >>"$tmp/$name.out" 2>"$tmp/$name.err" &
 	pids="$pids $!"
 	for i in $(seq 1 100); do
 		port=$(sed -n 's/^listening on //p' "$tmp/$name.out")
